@@ -1,0 +1,146 @@
+//! What the host is: the inventory Ironic stores (contract §10.3), read from the kernel's own
+//! interfaces (sysfs, procfs, ioctls, libblkid) under a root path, so tests can point it at
+//! fixture /sys and /proc trees.
+//!
+//! SKELETON: the types below are the wire contract (IPA's `serializable_fields`); the collection
+//! functions are filled in by the hardware work.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where /sys, /proc, /dev and /run live: `/` in production, a fixture tree in tests.
+#[derive(Debug, Clone)]
+pub struct HostRoot {
+    root: PathBuf,
+}
+
+impl HostRoot {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The real host.
+    pub fn system() -> Self {
+        Self::new("/")
+    }
+
+    /// `rel` (an absolute path such as `/sys/block`) under this root.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel.trim_start_matches('/'))
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+/// Knobs that change what an inventory run does.
+#[derive(Debug, Clone, Default)]
+pub struct InventoryOptions {
+    /// Ironic's `agent_skip_bmc_detect`: do not talk to the BMC over /dev/ipmi0.
+    pub skip_bmc_detect: bool,
+    /// `ipa-collect-lldp`: fill `interfaces[].lldp`.
+    pub collect_lldp: bool,
+    /// `ipa-lldp-timeout`.
+    pub lldp_timeout: Duration,
+    /// `BOOTIF` as given on the command line (reported verbatim as `boot.pxe_interface`).
+    pub bootif: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Inventory {
+    pub interfaces: Vec<NetworkInterface>,
+    pub cpu: Cpu,
+    pub disks: Vec<BlockDevice>,
+    pub memory: Memory,
+    pub bmc_address: Option<String>,
+    pub bmc_v6address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bmc_mac: Option<String>,
+    pub system_vendor: SystemVendor,
+    pub boot: BootInfo,
+    pub hostname: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cpu {
+    pub model_name: String,
+    pub frequency: String,
+    pub count: u32,
+    pub architecture: String,
+    pub flags: Vec<String>,
+    pub socket_count: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Memory {
+    pub total: Option<u64>,
+    pub physical_mb: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BlockDevice {
+    pub name: String,
+    pub model: Option<String>,
+    pub size: u64,
+    pub rotational: bool,
+    pub wwn: Option<String>,
+    pub serial: Option<String>,
+    pub vendor: Option<String>,
+    pub wwn_with_extension: Option<String>,
+    pub wwn_vendor_extension: Option<String>,
+    pub hctl: Option<String>,
+    pub by_path: Option<String>,
+    pub logical_sectors: Option<u32>,
+    pub physical_sectors: Option<u32>,
+    pub tran: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetworkInterface {
+    pub name: String,
+    pub mac_address: String,
+    pub ipv4_address: Option<String>,
+    pub ipv6_address: Option<String>,
+    pub has_carrier: bool,
+    pub lldp: Option<Vec<(u8, String)>>,
+    pub vendor: Option<String>,
+    pub product: Option<String>,
+    pub client_id: Option<String>,
+    pub biosdevname: Option<String>,
+    pub speed_mbps: Option<u64>,
+    pub pci_address: Option<String>,
+    pub driver: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SystemVendor {
+    pub product_name: String,
+    pub serial_number: String,
+    pub manufacturer: String,
+    pub firmware: Firmware,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Firmware {
+    pub vendor: String,
+    pub version: String,
+    pub build_date: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BootInfo {
+    pub current_boot_mode: String,
+    pub pxe_interface: Option<String>,
+}
+
+/// Collects the whole inventory. Blocking (file reads, ioctls): call it from a blocking thread.
+pub fn collect_inventory(_host: &HostRoot, _opts: &InventoryOptions) -> Inventory {
+    todo!("hardware work fills this in")
+}
+
+/// The disks of §10.3 in the kernel's order, with IPA's exclusions applied.
+pub fn list_disks(_host: &HostRoot) -> Vec<BlockDevice> {
+    todo!("hardware work fills this in")
+}
