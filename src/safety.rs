@@ -53,7 +53,12 @@ impl DiskGuard {
             Ok(_) => {}
             // A file that does not exist yet is created by the writer, not a disk.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(GuardError::Inspect { path: path.to_path_buf(), reason: e.to_string() }),
+            Err(e) => {
+                return Err(GuardError::Inspect {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                })
+            }
         }
         if self.ramdisk || self.allowed.contains(&canonical(path)) {
             Ok(())
@@ -109,8 +114,13 @@ mod tests {
         assert!(g.check(&f).is_ok());
         assert!(g.check(&dir.path().join("new.img")).is_ok());
         let dev = Path::new("/dev/null");
-        assert_eq!(g.check(dev), Err(GuardError::NotPermitted(dev.to_path_buf())));
-        assert!(DiskGuard::new(false, vec![dev.to_path_buf()]).check(dev).is_ok());
+        assert_eq!(
+            g.check(dev),
+            Err(GuardError::NotPermitted(dev.to_path_buf()))
+        );
+        assert!(DiskGuard::new(false, vec![dev.to_path_buf()])
+            .check(dev)
+            .is_ok());
         assert!(DiskGuard::new(true, vec![]).check(dev).is_ok());
     }
 }
