@@ -30,7 +30,7 @@ pub enum Qcow2Error {
     #[error(
         "the server does not support HTTP Range requests and {0}; converting it would need the \
          whole image staged in memory, which this agent never does (serve the image from a server \
-         with Range support, or rewrite it with `qemu-img convert -O qcow2`)"
+         that supports Range requests)"
     )]
     NeedsRange(String),
     /// Reading the file failed.
