@@ -243,9 +243,9 @@ async fn send_body(sock: &mut TcpStream, st: &State, path: &str, doc: &Doc, star
                 f.drop_at.retain(|x| *x != d);
             }
             let stall = match f.stall_at {
-                Some((at, dur)) if at >= pos && at < chunk_end => {
+                Some((at, dur)) if at > pos && at <= chunk_end => {
                     f.stall_at = None;
-                    chunk_end = at.max(pos + 1);
+                    chunk_end = at;
                     Some(dur)
                 }
                 _ => None,
