@@ -1,13 +1,30 @@
 //! What the host is: the inventory Ironic stores (contract §10.3), read from the kernel's own
-//! interfaces (sysfs, procfs, ioctls, libblkid) under a root path, so tests can point it at
-//! fixture /sys and /proc trees.
+//! interfaces (sysfs, procfs, ioctls) under a root path, so tests can point it at fixture /sys
+//! and /proc trees.
 //!
-//! SKELETON: the types below are the wire contract (IPA's `serializable_fields`); the collection
-//! functions are filled in by the hardware work.
+//! The types below are the wire contract (IPA's `serializable_fields`). Each part of the
+//! inventory lives in the module named for it: [`disks`], [`nics`], [`cpu`], [`memory`],
+//! [`system`] (vendor, boot, hostname).
+
+mod by_path;
+pub mod cpu;
+mod disk_ids;
+pub mod disks;
+pub mod memory;
+pub mod nics;
+pub mod smbios;
+mod sysfs;
+pub mod system;
+
+pub use cpu::get_cpu;
+pub use disks::list_disks;
+pub use memory::get_memory;
+pub use nics::{list_interfaces, LinkProbe, NoLinkProbe, SystemLinkProbe};
+pub use system::{get_boot_info, get_hostname, get_system_vendor};
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Where /sys, /proc, /dev and /run live: `/` in production, a fixture tree in tests.
 #[derive(Debug, Clone)]
@@ -32,6 +49,12 @@ impl HostRoot {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// True for the running system (`/`): only then may the inventory ask the kernel about
+    /// live objects (interface ioctls, the BMC), which a fixture tree cannot stand in for.
+    pub fn is_live(&self) -> bool {
+        self.root == Path::new("/")
     }
 }
 
@@ -136,11 +159,28 @@ pub struct BootInfo {
 }
 
 /// Collects the whole inventory. Blocking (file reads, ioctls): call it from a blocking thread.
-pub fn collect_inventory(_host: &HostRoot, _opts: &InventoryOptions) -> Inventory {
-    todo!("hardware work fills this in")
-}
-
-/// The disks of §10.3 in the kernel's order, with IPA's exclusions applied.
-pub fn list_disks(_host: &HostRoot) -> Vec<BlockDevice> {
-    todo!("hardware work fills this in")
+pub fn collect_inventory(host: &HostRoot, opts: &InventoryOptions) -> Inventory {
+    let started = Instant::now();
+    let interfaces = if host.is_live() {
+        list_interfaces(host, &SystemLinkProbe::new(), None)
+    } else {
+        list_interfaces(host, &NoLinkProbe, None)
+    };
+    let inventory = Inventory {
+        interfaces,
+        cpu: get_cpu(host),
+        disks: list_disks(host),
+        memory: get_memory(host),
+        bmc_address: None,
+        bmc_v6address: None,
+        bmc_mac: None,
+        system_vendor: get_system_vendor(host),
+        boot: get_boot_info(host, opts.bootif.as_deref()),
+        hostname: get_hostname(host),
+    };
+    tracing::info!(
+        "inventory collected in {:.1} ms",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    inventory
 }
