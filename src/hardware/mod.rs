@@ -12,7 +12,9 @@ mod disk_ids;
 pub mod disks;
 pub mod memory;
 pub mod nics;
+pub mod root_device;
 pub mod smbios;
+mod specs;
 mod sysfs;
 pub mod system;
 
@@ -20,6 +22,9 @@ pub use cpu::get_cpu;
 pub use disks::list_disks;
 pub use memory::get_memory;
 pub use nics::{list_interfaces, LinkProbe, NoLinkProbe, SystemLinkProbe};
+pub use root_device::{
+    guess_root_disk, root_disk_for_inspection, select_root_device, RootDeviceError,
+};
 pub use system::{get_boot_info, get_hostname, get_system_vendor};
 
 use serde::{Deserialize, Serialize};
