@@ -6,10 +6,12 @@
 //! inventory lives in the module named for it: [`disks`], [`nics`], [`cpu`], [`memory`],
 //! [`system`] (vendor, boot, hostname).
 
+pub mod bmc;
 mod by_path;
 pub mod cpu;
 mod disk_ids;
 pub mod disks;
+pub mod lldp;
 pub mod memory;
 pub mod nics;
 pub mod root_device;
@@ -18,6 +20,7 @@ mod specs;
 mod sysfs;
 pub mod system;
 
+pub use bmc::{detect_bmc, BmcInfo};
 pub use cpu::get_cpu;
 pub use disks::list_disks;
 pub use memory::get_memory;
@@ -166,19 +169,28 @@ pub struct BootInfo {
 /// Collects the whole inventory. Blocking (file reads, ioctls): call it from a blocking thread.
 pub fn collect_inventory(host: &HostRoot, opts: &InventoryOptions) -> Inventory {
     let started = Instant::now();
+    // ipa-collect-lldp: listen first (up to lldp_timeout), then describe the interfaces.
+    let lldp = (opts.collect_lldp && host.is_live())
+        .then(|| lldp::collect_lldp(&nics::interface_names(host), opts.lldp_timeout));
     let interfaces = if host.is_live() {
-        list_interfaces(host, &SystemLinkProbe::new(), None)
+        list_interfaces(host, &SystemLinkProbe::new(), lldp.as_ref())
     } else {
         list_interfaces(host, &NoLinkProbe, None)
+    };
+    // Ironic's agent_skip_bmc_detect (out-of-band management such as Redfish): no IPMI at all.
+    let bmc = if opts.skip_bmc_detect {
+        BmcInfo::default()
+    } else {
+        detect_bmc(host)
     };
     let inventory = Inventory {
         interfaces,
         cpu: get_cpu(host),
         disks: list_disks(host),
         memory: get_memory(host),
-        bmc_address: None,
-        bmc_v6address: None,
-        bmc_mac: None,
+        bmc_address: bmc.address,
+        bmc_v6address: bmc.v6address,
+        bmc_mac: bmc.mac,
         system_vendor: get_system_vendor(host),
         boot: get_boot_info(host, opts.bootif.as_deref()),
         hostname: get_hostname(host),
