@@ -179,10 +179,13 @@ impl V6Entry {
 
 // ---------------------------------------------------------------- channel scan
 
+/// A request: netfn, command, data.
+type Request = (u8, u8, Vec<u8>);
+
 /// Remembers answers within one detection run, so each parameter is asked once.
 struct Session<'a> {
     transport: &'a mut dyn IpmiTransport,
-    answers: HashMap<(u8, u8, Vec<u8>), Result<Vec<u8>, IpmiError>>,
+    answers: HashMap<Request, Result<Vec<u8>, IpmiError>>,
     deadline: Instant,
     consecutive_timeouts: u32,
 }
