@@ -299,3 +299,47 @@ async fn progress_is_reported() {
         "{seen:?}"
     );
 }
+
+#[tokio::test]
+async fn metadata_that_differs_from_the_download_is_never_used() {
+    let srv = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("src.raw");
+    std::fs::write(&raw, raw_image(8 << 20, 42)).unwrap();
+    let honest = dir.path().join("honest.qcow2");
+    qemu_img(&[
+        "convert",
+        "-q",
+        "-f",
+        "raw",
+        "-O",
+        "qcow2",
+        raw.to_str().unwrap(),
+        honest.to_str().unwrap(),
+    ]);
+    let bytes = std::fs::read(&honest).unwrap();
+    // The lie: Range answers carry an L2 table mapping guest cluster 0 somewhere else.
+    let mut lie = bytes.clone();
+    let l1 = u64::from_be_bytes(lie[40..48].try_into().unwrap()) as usize;
+    let l2 =
+        (u64::from_be_bytes(lie[l1..l1 + 8].try_into().unwrap()) & 0x00ff_ffff_ffff_fe00) as usize;
+    let second = lie[l2 + 8..l2 + 16].to_vec();
+    lie[l2..l2 + 8].copy_from_slice(&second);
+    lie[l2 + 8..l2 + 16].fill(0);
+    srv.put("image.qcow2", bytes.clone());
+    srv.faults().bounded_ranges_from = Some(std::sync::Arc::new(lie));
+    let target = garbage_target(dir.path(), 8 << 20);
+    let mut req = request(&srv.url("image.qcow2"), &bytes);
+    req.fetch.retries = 1;
+    let err = write_image(&req, &target, &files_only(), |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("changed between the Range request and the download"),
+        "{err}"
+    );
+    assert!(std::fs::read(&target).unwrap()[..1 << 20]
+        .iter()
+        .all(|&b| b == 0xEE));
+}

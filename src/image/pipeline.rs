@@ -405,6 +405,7 @@ impl Job {
         match e {
             Qcow2Error::Read(e) => self.read_failure(e),
             Qcow2Error::Sink(e) => Failure::Image(e),
+            e @ Qcow2Error::Changed(_) => Failure::Restart(e.to_string()),
             other => Failure::Image(ImageError::invalid(&self.url, other)),
         }
     }
@@ -418,9 +419,10 @@ impl Job {
         let h = map.header().clone();
         writer.reserve(h.virtual_size)?;
         stream::write_zeros(&map, writer).map_err(|e| self.qcow2_failure(e))?;
-        let extents = map.into_host_order();
+        let (extents, digests) = map.into_host_order();
         let mut w = stream::Window::new(&mut *src);
-        stream::write_extents(&mut w, &h, &extents, writer).map_err(|e| self.qcow2_failure(e))?;
+        stream::write_extents(&mut w, &h, &extents, &digests, writer)
+            .map_err(|e| self.qcow2_failure(e))?;
         Ok(("qcow2".into(), h.virtual_size))
     }
 

@@ -33,6 +33,9 @@ pub struct Faults {
     pub status: Option<u16>,
     /// After the first dropped connection, replace the image with this document (new ETag).
     pub replace_after_drop: Option<Vec<u8>>,
+    /// Serve these bytes (same ETag) to bounded Range requests `bytes=a-b`: a server that
+    /// lies about metadata.
+    pub bounded_ranges_from: Option<Arc<Vec<u8>>>,
 }
 
 /// What a request asked for.
@@ -163,9 +166,14 @@ async fn respond(sock: &mut TcpStream, st: &State, path: &str, h: &HashMap<Strin
         return simple(sock, 302, &format!("Location: {to}\r\n")).await;
     }
     let doc = st.docs.lock().unwrap().get(path).cloned();
-    let Some(doc) = doc else {
+    let Some(mut doc) = doc else {
         return simple(sock, 404, "").await;
     };
+    let bounded = h.get("range").is_some_and(|r| !r.ends_with('-'));
+    let lie = st.faults.lock().unwrap().bounded_ranges_from.clone();
+    if let Some(other) = lie.filter(|_| bounded) {
+        doc.data = other;
+    }
     let forced = {
         let mut f = st.faults.lock().unwrap();
         if f.status.is_some() {

@@ -11,6 +11,7 @@
 //! trust them anyway.
 
 use super::header::Header;
+use sha2::{Digest, Sha256};
 
 /// Bits 9..55 of L1 and standard L2 entries.
 const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
@@ -42,6 +43,25 @@ impl Extent {
             u64::from(self.compressed_len)
         } else {
             u64::from(self.len)
+        }
+    }
+}
+
+/// The digest of a metadata range read out of band (with a Range request): the one-pass
+/// conversion checks that the same bytes go by in the stream the checksum covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaDigest {
+    pub offset: u64,
+    pub len: u64,
+    pub sha256: [u8; 32],
+}
+
+impl MetaDigest {
+    pub fn of(offset: u64, bytes: &[u8]) -> Self {
+        Self {
+            offset,
+            len: bytes.len() as u64,
+            sha256: Sha256::digest(bytes).into(),
         }
     }
 }
@@ -117,6 +137,8 @@ pub struct MapBuilder {
     extents: Vec<Extent>,
     /// File ranges holding metadata (header cluster, L1, L2 tables): data must not overlap.
     metadata: Vec<(u64, u64)>,
+    /// Digests of out-of-band metadata, when [`MapBuilder::record`] is on.
+    digests: Option<Vec<MetaDigest>>,
 }
 
 impl MapBuilder {
@@ -128,7 +150,14 @@ impl MapBuilder {
             file_size,
             extents: Vec::new(),
             metadata,
+            digests: None,
         }
+    }
+
+    /// Keeps a digest of every table added (and of `l1`), for [`Map::digests`]: used when
+    /// the tables were read out of band and must be checked against the stream later.
+    pub fn record(&mut self, l1: &[u8]) {
+        self.digests = Some(vec![MetaDigest::of(self.header.l1_offset, l1)]);
     }
 
     pub fn header(&self) -> &Header {
@@ -145,6 +174,12 @@ impl MapBuilder {
             ));
         }
         self.metadata.push((r.offset, h.cluster_size()));
+        if let Some(d) = &mut self.digests {
+            d.push(MetaDigest::of(
+                r.offset,
+                &table[..h.cluster_size() as usize],
+            ));
+        }
         let first_guest = r.l1_index * h.l2_span();
         for (j, e) in table.chunks_exact(8).enumerate() {
             let guest = first_guest + j as u64 * h.cluster_size();
@@ -232,10 +267,14 @@ impl MapBuilder {
         check_metadata_overlaps(&self.metadata)?;
         check_data_overlaps(&self.extents, &self.metadata)?;
         self.extents.sort_unstable_by_key(|e| e.guest);
+        let mut digests = self.digests.unwrap_or_default();
+        digests.retain(|d| d.len > 0);
+        digests.sort_unstable_by_key(|d| d.offset);
         Ok(Map {
             header: self.header,
             extents: self.extents,
             metadata: self.metadata,
+            digests,
         })
     }
 }
@@ -285,6 +324,7 @@ pub struct Map {
     header: Header,
     extents: Vec<Extent>,
     metadata: Vec<(u64, u64)>,
+    digests: Vec<MetaDigest>,
 }
 
 impl Map {
@@ -317,10 +357,15 @@ impl Map {
         .filter(|g| g.1 > 0)
     }
 
-    /// The extents in file order, for the conversion pass.
-    pub fn into_host_order(mut self) -> Vec<Extent> {
+    /// Digests of the metadata read out of band, in file order (empty when none was).
+    pub fn digests(&self) -> &[MetaDigest] {
+        &self.digests
+    }
+
+    /// The extents in file order, for the conversion pass, and the metadata digests.
+    pub fn into_host_order(mut self) -> (Vec<Extent>, Vec<MetaDigest>) {
         self.extents.sort_unstable_by_key(|e| e.host);
-        self.extents
+        (self.extents, self.digests)
     }
 }
 

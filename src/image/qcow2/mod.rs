@@ -39,6 +39,9 @@ pub enum Qcow2Error {
     /// Writing the target failed.
     #[error("{0}")]
     Sink(ImageError),
+    /// Metadata read with a Range request differs from the same bytes in the download.
+    #[error("the qcow2 metadata at file offset {0:#x} changed between the Range request and the download")]
+    Changed(u64),
 }
 
 /// Groups sorted, equally long file ranges into requests `(start, len)`.
@@ -70,8 +73,9 @@ pub async fn fetch_map(http: &Http, res: &Resource, head: &[u8]) -> Result<Map, 
             .map_err(Qcow2Error::Sink)?;
     }
     let refs = parse_l1(&h, &l1, res.total).map_err(Qcow2Error::Invalid)?;
-    drop(l1);
     let mut builder = MapBuilder::new(h.clone(), res.total);
+    builder.record(&l1);
+    drop(l1);
     let cs = h.cluster_size();
     let groups = coalesce(refs.iter().map(|r| r.offset), cs);
     let mut filler = TableFiller::new(&refs, cs);

@@ -2,9 +2,10 @@
 //! as they go by, compressed ones decompressed on the way.
 
 use super::header::{CompressionType, Header};
-use super::map::{parse_l1, Extent, Map, MapBuilder};
+use super::map::{parse_l1, Extent, Map, MapBuilder, MetaDigest};
 use super::Qcow2Error;
 use crate::image::sink::BlockSink;
+use sha2::{Digest, Sha256};
 use std::io::Read;
 
 /// Largest piece of an uncompressed run handled at once.
@@ -173,16 +174,21 @@ fn unzstd(input: &[u8], out: &mut [u8]) -> Result<usize, String> {
     Ok(outb.pos())
 }
 
-/// Writes every extent (in file order) from the file behind `w` to its guest offset, then
-/// reads the file to its end.
+/// Writes every extent (in file order) from the file behind `w` to its guest offset, checks
+/// that the metadata named by `digests` goes by unchanged, then reads the file to its end.
 pub fn write_extents<R: Read>(
     w: &mut Window<R>,
     h: &Header,
     extents: &[Extent],
+    digests: &[MetaDigest],
     sink: &mut dyn BlockSink,
 ) -> Result<(), Qcow2Error> {
     let mut cluster = vec![0u8; h.cluster_size() as usize];
+    let mut checks = digests.iter().peekable();
     for e in extents {
+        while let Some(d) = checks.next_if(|d| d.offset < e.host) {
+            check_digest(w, d)?;
+        }
         w.advance_to(e.host)?;
         if e.is_compressed() {
             let input = w.fill(e.compressed_len as usize)?;
@@ -195,7 +201,34 @@ pub fn write_extents<R: Read>(
             copy_run(w, e, sink)?;
         }
     }
+    for d in checks {
+        check_digest(w, d)?;
+    }
     w.drain()?;
+    Ok(())
+}
+
+/// Hashes the metadata range `d` as it goes by and compares.
+fn check_digest<R: Read>(w: &mut Window<R>, d: &MetaDigest) -> Result<(), Qcow2Error> {
+    w.advance_to(d.offset)?;
+    let mut hash = Sha256::new();
+    let mut done = 0u64;
+    while done < d.len {
+        let n = (d.len - done).min(CHUNK as u64) as usize;
+        let bytes = w.fill(n)?;
+        if bytes.len() < n {
+            return Err(Qcow2Error::Invalid(format!(
+                "the file ends inside the metadata at {:#x} (truncated?)",
+                d.offset
+            )));
+        }
+        hash.update(bytes);
+        done += n as u64;
+        w.advance_to(d.offset + done)?;
+    }
+    if <[u8; 32]>::from(hash.finalize()) != d.sha256 {
+        return Err(Qcow2Error::Changed(d.offset));
+    }
     Ok(())
 }
 
@@ -269,8 +302,8 @@ pub fn convert_sequential<R: Read>(
     }
     sink.reserve(h.virtual_size).map_err(Qcow2Error::Sink)?;
     write_zeros(&map, sink)?;
-    let extents = map.into_host_order();
-    write_extents(&mut w, &h, &extents, sink)?;
+    let (extents, digests) = map.into_host_order();
+    write_extents(&mut w, &h, &extents, &digests, sink)?;
     Ok(h)
 }
 
