@@ -343,3 +343,56 @@ async fn metadata_that_differs_from_the_download_is_never_used() {
         .iter()
         .all(|&b| b == 0xEE));
 }
+
+#[tokio::test]
+async fn proxies_and_no_proxy() {
+    let (proxy, img, dir) = served(1 << 20, 43).await;
+    // The image host does not resolve: only the proxy can reach it.
+    let mut req = request("http://image-host.invalid/disk.img", &img);
+    req.fetch.proxies.http = Some(proxy.url(""));
+    req.fetch.retries = 0;
+    write_image(&req, &dir.path().join("a"), &files_only(), |_| {})
+        .await
+        .unwrap();
+    assert!(proxy.log().iter().all(|l| l.proxied));
+    req.fetch.proxies.no_proxy = Some("image-host.invalid".into());
+    let before = proxy.log().len();
+    let err = write_image(&req, &dir.path().join("b"), &files_only(), |_| {})
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("image-host.invalid"), "{err}");
+    assert_eq!(proxy.log().len(), before, "no_proxy hosts bypass the proxy");
+}
+
+#[tokio::test]
+async fn tls_verification_ca_file_and_insecure() {
+    let (srv, pem) = Server::start_tls().await;
+    let img = raw_image(1 << 20, 44);
+    srv.put("disk.img", img.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let mut req = request(&srv.url("disk.img"), &img);
+    req.fetch.retries = 0;
+    let err = write_image(&req, &dir.path().join("a"), &files_only(), |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, pem).unwrap();
+    req.fetch.tls.ca_file = Some(ca);
+    write_image(&req, &dir.path().join("b"), &files_only(), |_| {})
+        .await
+        .unwrap();
+    req.fetch.tls.ca_file = None;
+    req.fetch.tls.insecure = true;
+    write_image(&req, &dir.path().join("c"), &files_only(), |_| {})
+        .await
+        .unwrap();
+    assert_same(
+        &std::fs::read(dir.path().join("c")).unwrap(),
+        &img,
+        "insecure",
+    );
+}

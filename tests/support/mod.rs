@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 /// One served document.
 #[derive(Clone)]
@@ -46,6 +46,8 @@ pub struct Logged {
     pub if_range: Option<String>,
     pub authorization: Option<String>,
     pub status: u16,
+    /// The request came in absolute form, as through a proxy.
+    pub proxied: bool,
 }
 
 #[derive(Default)]
@@ -60,6 +62,7 @@ pub struct State {
 pub struct Server {
     pub addr: SocketAddr,
     pub state: Arc<State>,
+    tls: bool,
 }
 
 impl Server {
@@ -73,11 +76,54 @@ impl Server {
                 tokio::spawn(serve(sock, st.clone()));
             }
         });
-        Self { addr, state }
+        Self {
+            addr,
+            state,
+            tls: false,
+        }
+    }
+
+    /// The same server behind TLS with a fresh self-signed certificate for 127.0.0.1;
+    /// returns the certificate (PEM) too.
+    pub async fn start_tls() -> (Self, String) {
+        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let pem = ck.cert.pem();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![ck.cert.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(State::default());
+        let st = state.clone();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let (acceptor, st) = (acceptor.clone(), st.clone());
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(sock).await {
+                        serve(tls, st).await;
+                    }
+                });
+            }
+        });
+        (
+            Self {
+                addr,
+                state,
+                tls: true,
+            },
+            pem,
+        )
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}/{}", self.addr, path.trim_start_matches('/'))
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}/{}", self.addr, path.trim_start_matches('/'))
     }
 
     pub fn put(&self, path: &str, data: Vec<u8>) {
@@ -114,7 +160,10 @@ fn fastsum(d: &[u8]) -> u64 {
     })
 }
 
-async fn read_head(sock: &mut TcpStream) -> Option<String> {
+trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
+
+async fn read_head(sock: &mut impl Conn) -> Option<String> {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -127,16 +176,24 @@ async fn read_head(sock: &mut TcpStream) -> Option<String> {
     Some(String::from_utf8_lossy(&buf).into_owned())
 }
 
-async fn serve(mut sock: TcpStream, st: Arc<State>) {
+async fn serve(mut sock: impl Conn, st: Arc<State>) {
     let Some(head) = read_head(&mut sock).await else {
         return;
     };
     let mut lines = head.lines();
-    let path = lines
+    let target = lines
         .next()
         .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("/")
-        .to_string();
+        .unwrap_or("/");
+    // A proxy gets absolute URIs: serve them as if we were the origin, and note it.
+    let proxied = target.starts_with("http://");
+    let path = match target.strip_prefix("http://") {
+        Some(rest) => rest
+            .find('/')
+            .map(|i| rest[i..].to_string())
+            .unwrap_or_else(|| "/".into()),
+        None => target.to_string(),
+    };
     let headers: HashMap<String, String> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
@@ -147,20 +204,21 @@ async fn serve(mut sock: TcpStream, st: Arc<State>) {
         if_range: headers.get("if-range").cloned(),
         authorization: headers.get("authorization").cloned(),
         status: 200,
+        proxied,
     };
     let status = respond(&mut sock, &st, &path, &headers).await;
     logged.status = status;
     st.log.lock().unwrap().push(logged);
 }
 
-async fn simple(sock: &mut TcpStream, status: u16, extra: &str) -> u16 {
+async fn simple(sock: &mut impl Conn, status: u16, extra: &str) -> u16 {
     let msg =
         format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n{extra}\r\n");
     let _ = sock.write_all(msg.as_bytes()).await;
     status
 }
 
-async fn respond(sock: &mut TcpStream, st: &State, path: &str, h: &HashMap<String, String>) -> u16 {
+async fn respond(sock: &mut impl Conn, st: &State, path: &str, h: &HashMap<String, String>) -> u16 {
     let redirect = st.redirects.lock().unwrap().get(path).cloned();
     if let Some(to) = redirect {
         return simple(sock, 302, &format!("Location: {to}\r\n")).await;
@@ -234,7 +292,7 @@ fn parse_range(r: &str, total: u64) -> Option<(u64, u64)> {
     (start < end).then_some((start, end))
 }
 
-async fn send_body(sock: &mut TcpStream, st: &State, path: &str, doc: &Doc, start: u64, end: u64) {
+async fn send_body(sock: &mut impl Conn, st: &State, path: &str, doc: &Doc, start: u64, end: u64) {
     let mut pos = start;
     while pos < end {
         let mut chunk_end = (pos + 65536).min(end);
