@@ -14,6 +14,8 @@ pub mod disks;
 pub mod lldp;
 pub mod memory;
 pub mod nics;
+pub mod numa;
+pub mod pci;
 pub mod root_device;
 pub mod smbios;
 mod specs;
