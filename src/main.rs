@@ -1,23 +1,124 @@
-use clap::{Parser, Subcommand};
+//! `ironic-agent`: the command line.
+
+use clap::{Args, Parser, Subcommand};
+use ironic_agent::config::Config;
+use ironic_agent::hardware::{HostRoot, InventoryOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "ironic-agent", version, about = "Ironic's ramdisk agent")]
+#[command(
+    name = "ironic-agent",
+    version,
+    about = "The ramdisk agent OpenStack Ironic drives to inspect, clean and deploy bare-metal hosts",
+    long_about = "The ramdisk agent OpenStack Ironic drives to inspect, clean and deploy bare-metal hosts.\n\n\
+        Without a subcommand it runs the agent (`run`), reading the ipa-* parameters Ironic puts on \
+        the kernel command line.",
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Write an image to a block device or file.
+    /// Run the agent: inspect if asked, look the node up in Ironic, serve the API on port 9999
+    /// and heartbeat (the default).
+    Run(RunArgs),
+    /// Print this host's hardware inventory as JSON (what Ironic stores after inspection).
+    Inventory(InventoryArgs),
+    /// Stream an image (raw, qcow2, gzip, xz, zstd) to a block device or file, verified.
     WriteImage(ironic_agent::image::cli::WriteImageArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+#[derive(Args, Clone)]
+struct RunArgs {
+    /// Read the kernel parameters from this file instead of /proc/cmdline.
+    #[arg(long, value_name = "PATH")]
+    cmdline_file: Option<PathBuf>,
+    /// Where the token, certificate, command history and log survive a restart.
+    #[arg(long, value_name = "DIR", default_value = ironic_agent::state::DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+    /// Let destructive steps touch this block device although the agent is not in a ramdisk
+    /// (repeatable). Inside the ramdisk every disk is allowed.
+    #[arg(long = "allow-device", value_name = "DEVICE")]
+    allow_devices: Vec<PathBuf>,
+    /// Extra CA bundle (PEM) trusted for Ironic and image downloads.
+    #[arg(long, value_name = "PATH")]
+    ca_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct InventoryArgs {
+    /// Read /sys, /proc and /dev under this directory instead of / (fixture trees).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    root: PathBuf,
+    /// Skip the BMC queries over /dev/ipmi0.
+    #[arg(long)]
+    skip_bmc: bool,
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Runtime::new()?;
-    match cli.command {
-        Some(Command::WriteImage(a)) => rt.block_on(a.run()),
-        None => Ok(()),
+    let result = match cli.command {
+        Some(Command::Inventory(a)) => inventory(a),
+        Some(Command::WriteImage(a)) => runtime().and_then(|rt| rt.block_on(a.run())),
+        Some(Command::Run(a)) => run_agent(a),
+        None => run_agent(cli.run),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the operation and the object, with each cause appended.
+            eprintln!("ironic-agent: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn run_agent(args: RunArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let path = args
+        .cmdline_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/proc/cmdline"));
+    let cmdline = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading kernel parameters from {}", path.display()))?;
+    let config = Config::from_cmdline(&cmdline);
+    let log_dir = ironic_agent::state::StateDir::open(&args.state_dir)
+        .ok()
+        .map(|s| s.path().to_path_buf());
+    ironic_agent::logs::init(config.debug, log_dir.as_deref());
+    let opts = ironic_agent::agent::RunOptions {
+        config,
+        state_dir: args.state_dir,
+        allow_devices: args.allow_devices,
+        ca_file: args.ca_file,
+        host: HostRoot::system(),
+    };
+    runtime()?.block_on(ironic_agent::agent::run(opts))
+}
+
+fn inventory(args: InventoryArgs) -> anyhow::Result<()> {
+    ironic_agent::logs::init(false, None);
+    let cmdline = std::fs::read_to_string(args.root.join("proc/cmdline")).unwrap_or_default();
+    let config = Config::from_cmdline(&cmdline);
+    let opts = InventoryOptions {
+        skip_bmc_detect: args.skip_bmc,
+        collect_lldp: config.collect_lldp,
+        lldp_timeout: config.lldp_timeout,
+        bootif: config.bootif,
+    };
+    let inv = ironic_agent::hardware::collect_inventory(&HostRoot::new(args.root), &opts);
+    println!("{}", serde_json::to_string_pretty(&inv)?);
+    Ok(())
 }
