@@ -16,11 +16,13 @@ pub mod inspect;
 pub mod ironic;
 pub mod logs;
 pub mod net;
+pub mod ntp;
 pub mod power;
 pub mod safety;
 pub mod state;
 pub mod steps;
 pub mod tls;
+pub mod vmedia;
 
 /// The agent's version, reported to Ironic as `agent_version`.
 pub fn version() -> &'static str {

@@ -80,9 +80,7 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
 fn run_agent(args: RunArgs) -> anyhow::Result<()> {
@@ -91,13 +89,17 @@ fn run_agent(args: RunArgs) -> anyhow::Result<()> {
         .cmdline_file
         .clone()
         .unwrap_or_else(|| PathBuf::from("/proc/cmdline"));
-    let cmdline = std::fs::read_to_string(&path)
-        .with_context(|| format!("reading kernel parameters from {}", path.display()))?;
-    let config = Config::from_cmdline(&cmdline);
+    let cmdline =
+        std::fs::read_to_string(&path).with_context(|| format!("reading kernel parameters from {}", path.display()))?;
+    let mut params = ironic_agent::config::tokenize(&cmdline);
     let log_dir = ironic_agent::state::StateDir::open(&args.state_dir)
         .ok()
         .map(|s| s.path().to_path_buf());
-    ironic_agent::logs::init(config.debug, log_dir.as_deref());
+    ironic_agent::logs::init(Config::from_params(&params).debug, log_dir.as_deref());
+    if params.get("boot_method").map(String::as_str) == Some("vmedia") {
+        params = with_vmedia_parameters(params, &args.state_dir);
+    }
+    let config = Config::from_params(&params);
     let opts = ironic_agent::agent::RunOptions {
         config,
         state_dir: args.state_dir,
@@ -106,6 +108,28 @@ fn run_agent(args: RunArgs) -> anyhow::Result<()> {
         host: HostRoot::system(),
     };
     runtime()?.block_on(ironic_agent::agent::run(opts))
+}
+
+/// Adds the virtual media's parameters (and, in the ramdisk, its configuration files).
+fn with_vmedia_parameters(
+    params: std::collections::HashMap<String, String>,
+    state_dir: &std::path::Path,
+) -> std::collections::HashMap<String, String> {
+    use ironic_agent::vmedia;
+    let host = HostRoot::system();
+    let mount_dir = state_dir.join("vmedia");
+    if ironic_agent::safety::DiskGuard::detect(vec![]).is_ramdisk() {
+        if let Err(e) = vmedia::copy_config(&host, &mount_dir, std::path::Path::new("/etc")) {
+            tracing::error!("{e}");
+        }
+    }
+    match vmedia::read_parameters(&host, &mount_dir) {
+        Ok(extra) => vmedia::merge(params, extra),
+        Err(e) => {
+            tracing::error!("{e}; using the kernel command line only");
+            params
+        }
+    }
 }
 
 fn inventory(args: InventoryArgs) -> anyhow::Result<()> {

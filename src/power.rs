@@ -67,6 +67,12 @@ pub async fn power_action(
         ));
     }
     tracing::info!("preparing to {} the machine", action.verb());
+    if let Some(server) = &ctx.config.ntp_server {
+        // The next OS boots from the hardware clock this sets.
+        if let Err(e) = crate::ntp::sync_clock(server).await {
+            tracing::warn!("{e}");
+        }
+    }
     let sync_ctx = ctx.clone();
     tokio::task::spawn_blocking(move || full_sync(&sync_ctx))
         .await
@@ -86,11 +92,7 @@ pub async fn power_action(
         Err(e) => e,
     };
     // The kernel refused; the magic SysRq key is IPA's fallback too.
-    let key = if action == PowerAction::PowerOff {
-        b"o"
-    } else {
-        b"b"
-    };
+    let key = if action == PowerAction::PowerOff { b"o" } else { b"b" };
     let sysrq = std::fs::write(ctx.host.path("/proc/sysrq-trigger"), key);
     Err(CommandError::new(
         ErrorKind::SystemReboot,

@@ -34,19 +34,13 @@ pub fn register(r: &mut Registry) {
                 tokio::task::spawn_blocking(move || crate::power::full_sync(&ctx))
                     .await
                     .map_err(|e| {
-                        CommandError::new(
-                            ErrorKind::CommandExecution,
-                            format!("syncing disks failed: {e}"),
-                        )
+                        CommandError::new(ErrorKind::CommandExecution, format!("syncing disks failed: {e}"))
                     })?;
                 Ok(Value::Null)
             }),
         },
     );
-    for (name, action) in [
-        ("power_off", PowerAction::PowerOff),
-        ("run_image", PowerAction::Reboot),
-    ] {
+    for (name, action) in [("power_off", PowerAction::PowerOff), ("run_image", PowerAction::Reboot)] {
         r.add(
             "standby",
             name,

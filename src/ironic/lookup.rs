@@ -76,15 +76,10 @@ impl LookupRequest {
 }
 
 /// One lookup attempt.
-pub async fn lookup_once(
-    client: &IronicClient,
-    req: &LookupRequest,
-) -> Result<LookupReply, IronicError> {
+pub async fn lookup_once(client: &IronicClient, req: &LookupRequest) -> Result<LookupReply, IronicError> {
     let op = "node lookup";
     let version = client.negotiate(LOOKUP_VERSION).await;
-    let reply = client
-        .send(Method::GET, &req.path(), Some(version), None)
-        .await?;
+    let reply = client.send(Method::GET, &req.path(), Some(version), None).await?;
     if reply.status != StatusCode::OK {
         return Err(reply.into_error(op));
     }
@@ -108,8 +103,8 @@ pub fn parse_reply(body: Value) -> Result<LookupReply, IronicError> {
     } else {
         return Err(bad("it has neither config nor heartbeat_timeout"));
     };
-    let config: LookupConfig = serde_json::from_value(config_value)
-        .map_err(|e| bad(&format!("its config is malformed ({e})")))?;
+    let config: LookupConfig =
+        serde_json::from_value(config_value).map_err(|e| bad(&format!("its config is malformed ({e})")))?;
     if !(config.heartbeat_timeout.is_finite() && config.heartbeat_timeout > 0.0) {
         return Err(bad("its heartbeat_timeout is not a positive number"));
     }
@@ -139,13 +134,9 @@ pub async fn lookup_node(
         };
         if last.status() == Some(409) {
             // The conductor holds the node lock; hammering it makes things worse.
-            let pause =
-                Duration::from_secs(CONFLICT_PAUSES[conflicts.min(CONFLICT_PAUSES.len() - 1)]);
+            let pause = Duration::from_secs(CONFLICT_PAUSES[conflicts.min(CONFLICT_PAUSES.len() - 1)]);
             conflicts += 1;
-            tracing::warn!(
-                "{last}; pausing {} s before the next lookup",
-                pause.as_secs()
-            );
+            tracing::warn!("{last}; pausing {} s before the next lookup", pause.as_secs());
             tokio::time::sleep(pause).await;
         } else if last.status() == Some(404) {
             // The normal answer until the node reaches a state that allows lookup.
@@ -187,13 +178,18 @@ mod tests {
             macs: vec!["52:54:00:00:0a:01".into(), "52:54:00:00:0a:02".into()],
             node_uuid: Some("n-1".into()),
         };
-        assert_eq!(r.path(), "/v1/lookup?addresses=52%3A54%3A00%3A00%3A0a%3A01%2C52%3A54%3A00%3A00%3A0a%3A02&node_uuid=n-1");
+        assert_eq!(
+            r.path(),
+            "/v1/lookup?addresses=52%3A54%3A00%3A00%3A0a%3A01%2C52%3A54%3A00%3A00%3A0a%3A02&node_uuid=n-1"
+        );
     }
 
     #[test]
     fn parses_current_and_old_replies() {
-        let r = parse_reply(json!({"node": {"uuid": "u"}, "config": {"heartbeat_timeout": 10, "agent_token": "t", "unknown": 1}}))
-            .unwrap();
+        let r = parse_reply(
+            json!({"node": {"uuid": "u"}, "config": {"heartbeat_timeout": 10, "agent_token": "t", "unknown": 1}}),
+        )
+        .unwrap();
         assert_eq!(r.node_uuid(), "u");
         assert_eq!(r.config.heartbeat_timeout, 10.0);
         assert_eq!(r.config.agent_token.as_deref(), Some("t"));

@@ -2,6 +2,9 @@
 //! fixture helpers around qemu-img.
 #![allow(dead_code)]
 
+pub mod agent;
+pub mod fake_ironic;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
