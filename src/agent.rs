@@ -94,21 +94,31 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             None => return idle_forever("this agent has no agent token for its node").await,
         },
         None => {
-            tracing::warn!("no ipa-api-url given: serving the API without looking up or heartbeating");
+            tracing::warn!(
+                "no ipa-api-url given: serving the API without looking up or heartbeating"
+            );
             None
         }
     };
     serve(ctx, link, policy).await
 }
 
-fn ironic_client(config: &Config, tls: rustls::ClientConfig) -> anyhow::Result<Option<Arc<IronicClient>>> {
+fn ironic_client(
+    config: &Config,
+    tls: rustls::ClientConfig,
+) -> anyhow::Result<Option<Arc<IronicClient>>> {
     if config.api_urls.iter().any(|u| u == "mdns") {
         tracing::error!(
             "ipa-api-url=mdns asks for mDNS discovery, which this agent does not implement; \
                          give the Ironic API URL explicitly"
         );
     }
-    let urls: Vec<String> = config.api_urls.iter().filter(|u| *u != "mdns").cloned().collect();
+    let urls: Vec<String> = config
+        .api_urls
+        .iter()
+        .filter(|u| *u != "mdns")
+        .cloned()
+        .collect();
     if urls.is_empty() {
         return Ok(None);
     }
@@ -125,7 +135,9 @@ fn ironic_client(config: &Config, tls: rustls::ClientConfig) -> anyhow::Result<O
 /// The CA bundle IPA's configuration names (`[DEFAULT]cafile`, which Ironic sets in
 /// `ironic-tls.conf` on virtual media), else the `ironic.crt` Ironic puts beside it (§1.1).
 fn default_ca_file() -> Option<PathBuf> {
-    let mut files = vec![PathBuf::from("/etc/ironic-python-agent/ironic-python-agent.conf")];
+    let mut files = vec![PathBuf::from(
+        "/etc/ironic-python-agent/ironic-python-agent.conf",
+    )];
     if let Ok(dir) = std::fs::read_dir("/etc/ironic-python-agent.d") {
         let mut d: Vec<PathBuf> = dir
             .flatten()
@@ -197,7 +209,13 @@ async fn connect(
     if let Ok(mut slot) = ctx.lookup_request.lock() {
         *slot = Some(req.clone());
     }
-    let reply = lookup_node(&client, &req, ctx.config.lookup_timeout, ctx.config.lookup_interval).await?;
+    let reply = lookup_node(
+        &client,
+        &req,
+        ctx.config.lookup_timeout,
+        ctx.config.lookup_interval,
+    )
+    .await?;
     if !ctx.apply_lookup(&reply) {
         return Ok(None);
     }
@@ -205,12 +223,18 @@ async fn connect(
     let auto_tls = match client.server_max().await {
         Ok(v) => v >= crate::ironic::client::HEARTBEAT_VERSION,
         Err(e) => {
-            tracing::warn!("could not read Ironic's API version ({e}); assuming it supports auto-TLS");
+            tracing::warn!(
+                "could not read Ironic's API version ({e}); assuming it supports auto-TLS"
+            );
             true
         }
     };
     let (scheme, cert) = if auto_tls {
-        let cert = AgentCertificate::load_or_generate(ctx.state.path(), &host, ctx.config.tls_certificate_curve)?;
+        let cert = AgentCertificate::load_or_generate(
+            ctx.state.path(),
+            &host,
+            ctx.config.tls_certificate_curve,
+        )?;
         ("https", Some(cert))
     } else {
         (ctx.config.advertise_protocol.scheme(), None)
@@ -224,7 +248,11 @@ async fn connect(
     }))
 }
 
-async fn serve(ctx: Arc<AgentContext>, link: Option<Link>, policy: TlsPolicy) -> anyhow::Result<()> {
+async fn serve(
+    ctx: Arc<AgentContext>,
+    link: Option<Link>,
+    policy: TlsPolicy,
+) -> anyhow::Result<()> {
     let tls = match link.as_ref().and_then(|l| l.cert.as_ref()) {
         Some(cert) => Some(policy.server_config(cert)?),
         None => None,
@@ -242,7 +270,12 @@ async fn serve(ctx: Arc<AgentContext>, link: Option<Link>, policy: TlsPolicy) ->
     );
     let executor = Executor::new(crate::commands::registry(), ctx.clone());
     let router = Arc::new(Router::new(executor, tls.is_some()));
-    let mut server = AbortOnDrop(tokio::spawn(server::serve(listener, tls, router, ctx.serve_state())));
+    let mut server = AbortOnDrop(tokio::spawn(server::serve(
+        listener,
+        tls,
+        router,
+        ctx.serve_state(),
+    )));
     let _heartbeats = link.map(|link| AbortOnDrop(tokio::spawn(heartbeat_loop(ctx.clone(), link))));
     let mut serve_state = ctx.serve_state();
     let why = tokio::select! {
@@ -329,18 +362,31 @@ async fn beat(ctx: &Arc<AgentContext>, link: &Link, schedule: &mut Schedule) {
         agent_version: crate::version().to_string(),
         agent_verify_ca: link.cert.as_ref().map(|c| c.cert_pem.clone()),
     };
-    let timeout = ctx.session().lookup.map(|l| l.heartbeat_timeout).unwrap_or(300.0);
+    let timeout = ctx
+        .session()
+        .lookup
+        .map(|l| l.heartbeat_timeout)
+        .unwrap_or(300.0);
     match heartbeat_once(&link.client, &uuid, &body).await {
         Ok(()) => {
             schedule.succeeded(Instant::now(), Duration::from_secs_f64(timeout));
-            tracing::info!("heartbeat accepted; next in {:.0} s", schedule.interval().as_secs_f64());
+            tracing::info!(
+                "heartbeat accepted; next in {:.0} s",
+                schedule.interval().as_secs_f64()
+            );
         }
         Err(e) => {
             schedule.failed(Instant::now());
             if e.status() == Some(409) {
-                tracing::warn!("{e}; retrying in {:.1} s", schedule.interval().as_secs_f64());
+                tracing::warn!(
+                    "{e}; retrying in {:.1} s",
+                    schedule.interval().as_secs_f64()
+                );
             } else {
-                tracing::error!("{e}; retrying in {:.1} s", schedule.interval().as_secs_f64());
+                tracing::error!(
+                    "{e}; retrying in {:.1} s",
+                    schedule.interval().as_secs_f64()
+                );
             }
             if is_token_rejection(&e) {
                 refresh_token(ctx, &link.client).await;

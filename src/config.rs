@@ -215,7 +215,8 @@ impl Config {
 
     /// True when inspection runs at startup (contract §10.1).
     pub fn inspection_enabled(&self) -> bool {
-        !self.inspection_callback_urls.is_empty() || (self.inspection_collectors.is_some() && !self.api_urls.is_empty())
+        !self.inspection_callback_urls.is_empty()
+            || (self.inspection_collectors.is_some() && !self.api_urls.is_empty())
     }
 
     /// The collectors to run: the configured list, else IPA's `default,logs`.
@@ -271,7 +272,13 @@ impl Parser<'_> {
     }
 
     /// A value parsed by `parse`, else `default` (with a warning when present but malformed).
-    fn typed<T>(&mut self, key: &str, default: T, expected: &str, parse: impl Fn(&str) -> Option<T>) -> T {
+    fn typed<T>(
+        &mut self,
+        key: &str,
+        default: T,
+        expected: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> T {
         let Some(value) = self.raw(key).map(str::to_string) else {
             return default;
         };
@@ -285,12 +292,19 @@ impl Parser<'_> {
     }
 
     fn boolean(&mut self, key: &str, default: bool) -> bool {
-        self.typed(key, default, "a boolean (1/0, true/false, yes/no, on/off)", parse_bool)
+        self.typed(
+            key,
+            default,
+            "a boolean (1/0, true/false, yes/no, on/off)",
+            parse_bool,
+        )
     }
 
     fn uint(&mut self, key: &str, default: u32, min: u32) -> u32 {
         let expected = format!("an integer of at least {min}");
-        self.typed(key, default, &expected, |v| v.parse::<u32>().ok().filter(|n| *n >= min))
+        self.typed(key, default, &expected, |v| {
+            v.parse::<u32>().ok().filter(|n| *n >= min)
+        })
     }
 
     fn seconds(&mut self, key: &str, default: Duration, min: f64) -> Duration {
@@ -325,9 +339,13 @@ impl Parser<'_> {
         if self.raw("ipa-inspection-collectors").is_some() {
             self.cfg.inspection_collectors = Some(self.list("ipa-inspection-collectors"));
         }
-        self.cfg.inspection_dhcp_wait_timeout =
-            self.seconds("ipa-inspection-dhcp-wait-timeout", Duration::from_secs(60), 0.0);
-        self.cfg.inspection_dhcp_all_interfaces = self.boolean("ipa-inspection-dhcp-all-interfaces", false);
+        self.cfg.inspection_dhcp_wait_timeout = self.seconds(
+            "ipa-inspection-dhcp-wait-timeout",
+            Duration::from_secs(60),
+            0.0,
+        );
+        self.cfg.inspection_dhcp_all_interfaces =
+            self.boolean("ipa-inspection-dhcp-all-interfaces", false);
         self.cfg.inspection_benchmarks = self.list("ipa-inspection-benchmarks");
         self.cfg.collect_lldp = self.boolean("ipa-collect-lldp", false);
         self.cfg.lldp_timeout = self.seconds("ipa-lldp-timeout", Duration::from_secs(30), 0.0);
@@ -339,7 +357,8 @@ impl Parser<'_> {
         for item in self.list(key) {
             let valid = item == "mdns"
                 || url::Url::parse(&item).is_ok_and(|u| {
-                    matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
+                    matches!(u.scheme(), "http" | "https")
+                        && u.host_str().is_some_and(|h| !h.is_empty())
                 });
             if valid {
                 urls.push(item.trim_end_matches('/').to_string());
@@ -368,16 +387,19 @@ impl Parser<'_> {
         self.cfg.listen_port = self.port("ipa-listen-port");
         self.cfg.advertise_host = self.string("ipa-advertise-host");
         self.cfg.advertise_port = self.port("ipa-advertise-port");
-        self.cfg.advertise_protocol =
-            self.typed("ipa-advertise-protocol", Protocol::Http, "http or https", |v| {
-                match v.to_ascii_lowercase().as_str() {
-                    "http" => Some(Protocol::Http),
-                    "https" => Some(Protocol::Https),
-                    _ => None,
-                }
-            });
+        self.cfg.advertise_protocol = self.typed(
+            "ipa-advertise-protocol",
+            Protocol::Http,
+            "http or https",
+            |v| match v.to_ascii_lowercase().as_str() {
+                "http" => Some(Protocol::Http),
+                "https" => Some(Protocol::Https),
+                _ => None,
+            },
+        );
         self.cfg.ip_lookup_attempts = self.uint("ipa-ip-lookup-attempts", 6, 1);
-        self.cfg.ip_lookup_sleep = self.seconds("ipa-ip-lookup-timeout", Duration::from_secs(10), 0.0);
+        self.cfg.ip_lookup_sleep =
+            self.seconds("ipa-ip-lookup-timeout", Duration::from_secs(10), 0.0);
         self.cfg.network_interface = self.string("ipa-network-interface");
         self.cfg.enable_vlan_interfaces = self.list("ipa-enable-vlan-interfaces");
         self.cfg.bootif = self.string("BOOTIF");
@@ -402,30 +424,49 @@ impl Parser<'_> {
     fn read_timeouts(&mut self) {
         self.cfg.lookup_timeout = self.seconds("ipa-lookup-timeout", Duration::from_secs(600), 0.0);
         self.cfg.lookup_interval = self.seconds("ipa-lookup-interval", Duration::from_secs(1), 0.0);
-        self.cfg.hardware_initialization_delay = self.seconds("ipa-hardware-initialization-delay", Duration::ZERO, 0.0);
+        self.cfg.hardware_initialization_delay =
+            self.seconds("ipa-hardware-initialization-delay", Duration::ZERO, 0.0);
         self.cfg.disk_wait_attempts = self.uint("ipa-disk-wait-attempts", 10, 0);
         self.cfg.disk_wait_delay = self.seconds("ipa-disk-wait-delay", Duration::from_secs(3), 0.0);
-        self.cfg.http_request_timeout = self.seconds("ipa-http-request-timeout", Duration::from_secs(30), 1.0);
+        self.cfg.http_request_timeout =
+            self.seconds("ipa-http-request-timeout", Duration::from_secs(30), 1.0);
     }
 
     fn read_image_download(&mut self) {
         let d = ImageDownloadConfig::default();
         self.cfg.image_download = ImageDownloadConfig {
-            connection_timeout: self.seconds("ipa-image-download-connection-timeout", d.connection_timeout, 1.0),
+            connection_timeout: self.seconds(
+                "ipa-image-download-connection-timeout",
+                d.connection_timeout,
+                1.0,
+            ),
             retries: self.uint("ipa-image-download-connection-retries", d.retries, 0),
-            retry_interval: self.seconds("ipa-image-download-connection-retry-interval", d.retry_interval, 0.0),
-            max_duration: Some(self.seconds("ipa-image-download-max-duration", Duration::ZERO, 0.0))
-                .filter(|d| !d.is_zero()),
+            retry_interval: self.seconds(
+                "ipa-image-download-connection-retry-interval",
+                d.retry_interval,
+                0.0,
+            ),
+            max_duration: Some(self.seconds(
+                "ipa-image-download-max-duration",
+                Duration::ZERO,
+                0.0,
+            ))
+            .filter(|d| !d.is_zero()),
         };
     }
 
     fn read_tls(&mut self) {
         self.cfg.insecure = self.boolean("ipa-insecure", false);
-        self.cfg.tls_min_version = self.typed("ipa-tls-min-version", TlsMinVersion::Tls12, "1.2 or 1.3", |v| match v {
-            "1.2" => Some(TlsMinVersion::Tls12),
-            "1.3" => Some(TlsMinVersion::Tls13),
-            _ => None,
-        });
+        self.cfg.tls_min_version = self.typed(
+            "ipa-tls-min-version",
+            TlsMinVersion::Tls12,
+            "1.2 or 1.3",
+            |v| match v {
+                "1.2" => Some(TlsMinVersion::Tls12),
+                "1.3" => Some(TlsMinVersion::Tls13),
+                _ => None,
+            },
+        );
         self.cfg.tls_cipher_suites = self.string("ipa-tls-cipher-suites");
         self.cfg.tls_certificate_curve = self.typed(
             "ipa-tls-certificate-curve",
@@ -442,14 +483,20 @@ impl Parser<'_> {
 
     fn read_misc(&mut self) {
         self.cfg.agent_token = self.string("ipa-agent-token");
-        self.cfg.ironic_api_version = self.typed("ipa-ironic-api-version", None, "an API version like 1.68", |v| {
-            ApiVersion::parse(v).map(Some)
-        });
+        self.cfg.ironic_api_version = self.typed(
+            "ipa-ironic-api-version",
+            None,
+            "an API version like 1.68",
+            |v| ApiVersion::parse(v).map(Some),
+        );
         self.cfg.ntp_server = self.ntp_server();
         self.cfg.ignore_bootloader_failure = self.boolean("ipa-ignore-bootloader-failure", false);
-        self.cfg.inject_files_priority = self.typed("ipa-inject-files-priority", 0, "an integer from 0 to 99", |v| {
-            v.parse::<u32>().ok().filter(|n| *n <= 99)
-        });
+        self.cfg.inject_files_priority = self.typed(
+            "ipa-inject-files-priority",
+            0,
+            "an integer from 0 to 99",
+            |v| v.parse::<u32>().ok().filter(|n| *n <= 99),
+        );
         self.cfg.guard_special_filesystems = self.boolean("ipa-guard-special-filesystems", true);
         self.cfg.enable_discard_erase = self.boolean("ipa-enable-discard-erase", false);
         // IPA parses ipa-debug leniently: anything it does not recognise means false.
@@ -460,7 +507,9 @@ impl Parser<'_> {
     fn ntp_server(&mut self) -> Option<String> {
         let v = self.string("ipa-ntp-server")?;
         let ok = v.parse::<IpAddr>().is_ok()
-            || (v.len() <= 253 && v.chars().all(|c| c.is_ascii_alphanumeric() || ".:_-".contains(c)));
+            || (v.len() <= 253
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".:_-".contains(c)));
         if ok {
             Some(v)
         } else {
@@ -569,7 +618,11 @@ mod tests {
             ("0", false),
             ("Off", false),
         ] {
-            assert_eq!(Config::from_cmdline(&format!("ipa-insecure={v}")).insecure, want, "{v}");
+            assert_eq!(
+                Config::from_cmdline(&format!("ipa-insecure={v}")).insecure,
+                want,
+                "{v}"
+            );
         }
     }
 
@@ -600,25 +653,36 @@ mod tests {
 
     #[test]
     fn inspection_targets_fall_back_to_continue_inspection() {
-        let c = Config::from_cmdline("ipa-api-url=http://i:6385 ipa-inspection-collectors=default,pci-devices");
+        let c = Config::from_cmdline(
+            "ipa-api-url=http://i:6385 ipa-inspection-collectors=default,pci-devices",
+        );
         assert!(c.inspection_enabled());
-        assert_eq!(c.inspection_targets(), vec!["http://i:6385/v1/continue_inspection"]);
+        assert_eq!(
+            c.inspection_targets(),
+            vec!["http://i:6385/v1/continue_inspection"]
+        );
         assert_eq!(c.collectors(), vec!["default", "pci-devices"]);
     }
 
     #[test]
     fn image_download_max_duration_zero_means_off() {
-        let c = Config::from_cmdline("ipa-image-download-max-duration=0 ipa-image-download-connection-retries=3");
+        let c = Config::from_cmdline(
+            "ipa-image-download-max-duration=0 ipa-image-download-connection-retries=3",
+        );
         assert_eq!(c.image_download.max_duration, None);
         assert_eq!(c.image_download.retries, 3);
         let c = Config::from_cmdline("ipa-image-download-max-duration=3600");
-        assert_eq!(c.image_download.max_duration, Some(Duration::from_secs(3600)));
+        assert_eq!(
+            c.image_download.max_duration,
+            Some(Duration::from_secs(3600))
+        );
     }
 
     #[test]
     fn tls_and_api_version() {
-        let c =
-            Config::from_cmdline("ipa-tls-min-version=1.3 ipa-tls-certificate-curve=P256 ipa-ironic-api-version=1.68");
+        let c = Config::from_cmdline(
+            "ipa-tls-min-version=1.3 ipa-tls-certificate-curve=P256 ipa-ironic-api-version=1.68",
+        );
         assert_eq!(c.tls_min_version, TlsMinVersion::Tls13);
         assert_eq!(c.tls_certificate_curve, CertificateCurve::P256);
         assert_eq!(c.ironic_api_version, Some(ApiVersion(1, 68)));
@@ -627,7 +691,9 @@ mod tests {
     #[test]
     fn ntp_server_validation() {
         assert_eq!(
-            Config::from_cmdline("ipa-ntp-server=10.0.0.1").ntp_server.as_deref(),
+            Config::from_cmdline("ipa-ntp-server=10.0.0.1")
+                .ntp_server
+                .as_deref(),
             Some("10.0.0.1")
         );
         assert_eq!(

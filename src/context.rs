@@ -35,7 +35,6 @@ pub struct Session {
 #[derive(Debug, Clone, Default)]
 pub struct DeploymentState {
     pub partition_uuids: serde_json::Map<String, Value>,
-    pub cached_image_id: Option<String>,
 }
 
 pub struct AgentContext {
@@ -103,7 +102,8 @@ impl AgentContext {
     }
 
     pub fn node_uuid(&self) -> Option<String> {
-        self.node().and_then(|n| n["uuid"].as_str().map(str::to_string))
+        self.node()
+            .and_then(|n| n["uuid"].as_str().map(str::to_string))
     }
 
     /// Ironic sends the whole node with every step command; keep the newest copy.
@@ -135,11 +135,15 @@ impl AgentContext {
                 tracing::info!("received a new agent token from Ironic");
             }
             Some("******") if s.token.is_some() => {
-                tracing::info!("Ironic has already issued a token to this agent; keeping the one we hold");
+                tracing::info!(
+                    "Ironic has already issued a token to this agent; keeping the one we hold"
+                );
             }
             Some("******") => {
                 if let Some(stored) = self.state.load_token().filter(|t| t.node_uuid == uuid) {
-                    tracing::info!("recovered the agent token kept by an earlier run of this agent");
+                    tracing::info!(
+                        "recovered the agent token kept by an earlier run of this agent"
+                    );
                     s.token = Some(stored.token);
                 } else {
                     tracing::error!(
@@ -149,8 +153,13 @@ impl AgentContext {
                     return false;
                 }
             }
-            Some(short) => tracing::warn!("ignoring an agent token of {} characters (fewer than 32)", short.len()),
-            None => tracing::warn!("Ironic's lookup reply carries no agent token (API older than 1.62?)"),
+            Some(short) => tracing::warn!(
+                "ignoring an agent token of {} characters (fewer than 32)",
+                short.len()
+            ),
+            None => tracing::warn!(
+                "Ironic's lookup reply carries no agent token (API older than 1.62?)"
+            ),
         }
         true
     }

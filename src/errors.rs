@@ -82,7 +82,10 @@ impl ErrorKind {
 
     pub fn code(self) -> u16 {
         match self {
-            Self::InvalidCommand | Self::InvalidCommandParams | Self::InvalidContent | Self::TypeError => 400,
+            Self::InvalidCommand
+            | Self::InvalidCommandParams
+            | Self::InvalidContent
+            | Self::TypeError => 400,
             Self::RequestedObjectNotFound | Self::DeviceNotFound => 404,
             Self::ImageDownloadTimeout => 408,
             Self::AgentIsBusy | Self::VersionMismatch => 409,
@@ -98,7 +101,9 @@ impl ErrorKind {
             Self::InvalidContent => "Invalid request body",
             Self::RequestedObjectNotFound | Self::DeviceNotFound => "Not found",
             Self::AgentIsBusy => "Agent is busy",
-            Self::VersionMismatch => "Hardware managers version mismatch, reload agent with correct version",
+            Self::VersionMismatch => {
+                "Hardware managers version mismatch, reload agent with correct version"
+            }
             Self::ImageDownload | Self::ImageDownloadFatal => "Error downloading image",
             Self::ImageDownloadOutOfSpace => "Out of space while downloading image",
             Self::ImageDownloadTimeout => "Timeout reached while downloading image",
@@ -111,7 +116,9 @@ impl ErrorKind {
             Self::BlockDeviceErase => "Error erasing block device",
             Self::ProtectedDevice => "Protected device located, cleaning aborted",
             Self::SystemReboot => "Error rebooting system",
-            Self::IncompatibleHardwareMethod => "HardwareManager method is not compatible with current hardware",
+            Self::IncompatibleHardwareMethod => {
+                "HardwareManager method is not compatible with current hardware"
+            }
             Self::TypeError => "Invalid arguments",
         }
     }
@@ -155,7 +162,10 @@ mod tests {
 
     #[test]
     fn serialises_like_ipa_rest_error() {
-        let e = CommandError::new(ErrorKind::ImageChecksum, "checksum of disk.img did not match");
+        let e = CommandError::new(
+            ErrorKind::ImageChecksum,
+            "checksum of disk.img did not match",
+        );
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["type"], "ImageChecksumError");
         assert_eq!(v["code"], 500);

@@ -16,7 +16,11 @@ use std::sync::Arc;
 pub const KNOWN_COLLECTORS: &[&str] = &["default", "logs"];
 
 /// Builds the inspection body by running `collectors` in order.
-pub async fn collect(ctx: &Arc<AgentContext>, inventory: &Inventory, collectors: &[String]) -> Value {
+pub async fn collect(
+    ctx: &Arc<AgentContext>,
+    inventory: &Inventory,
+    collectors: &[String],
+) -> Value {
     let mut data = Map::new();
     let mut errors: Vec<String> = Vec::new();
     for name in collectors {
@@ -109,16 +113,23 @@ fn physical_interfaces() -> Vec<String> {
 }
 
 fn interface_with_mac(mac: &str) -> Option<String> {
-    std::fs::read_dir("/sys/class/net").ok()?.flatten().find_map(|e| {
-        let addr = std::fs::read_to_string(e.path().join("address")).ok()?;
-        (addr.trim().eq_ignore_ascii_case(mac))
-            .then(|| e.file_name().into_string().ok())
-            .flatten()
-    })
+    std::fs::read_dir("/sys/class/net")
+        .ok()?
+        .flatten()
+        .find_map(|e| {
+            let addr = std::fs::read_to_string(e.path().join("address")).ok()?;
+            (addr.trim().eq_ignore_ascii_case(mac))
+                .then(|| e.file_name().into_string().ok())
+                .flatten()
+        })
 }
 
 /// Runs inspection; returns the node UUID the inspector or Ironic named, if any.
-pub async fn inspect(ctx: &Arc<AgentContext>, inventory: &Inventory, tls: rustls::ClientConfig) -> Option<String> {
+pub async fn inspect(
+    ctx: &Arc<AgentContext>,
+    inventory: &Inventory,
+    tls: rustls::ClientConfig,
+) -> Option<String> {
     let targets = ctx.config.inspection_targets();
     let body = collect(ctx, inventory, &ctx.config.collectors()).await;
     let client = match IronicClient::new(
@@ -144,7 +155,10 @@ pub async fn inspect(ctx: &Arc<AgentContext>, inventory: &Inventory, tls: rustls
             if body["error"].is_string() {
                 // As IPA: collector failures are reported after the post, and then the node UUID
                 // is not used for lookup.
-                tracing::error!("inspection finished with collector errors: {}", body["error"]);
+                tracing::error!(
+                    "inspection finished with collector errors: {}",
+                    body["error"]
+                );
                 return None;
             }
             uuid

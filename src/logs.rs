@@ -22,8 +22,10 @@ pub fn init(debug: bool, log_dir: Option<&Path>) {
     use tracing_subscriber::util::SubscriberInitExt;
     let level = if debug { "debug" } else { "info" };
     // Our own crate at the chosen level; libraries only when they warn.
-    let filter = tracing_subscriber::EnvFilter::try_from_env("IRONIC_AGENT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,ironic_agent={level}")));
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("IRONIC_AGENT_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("warn,ironic_agent={level}"))
+        });
     let console = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false);
@@ -50,7 +52,10 @@ pub struct RotatingFile {
 
 impl RotatingFile {
     pub fn open(path: PathBuf) -> std::io::Result<Self> {
-        let f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
         Ok(Self {
             inner: Arc::new(Mutex::new((path, f))),
         })
@@ -66,7 +71,10 @@ impl Write for RotatingFile {
         if g.1.metadata().map(|m| m.len()).unwrap_or(0) > MAX_LOG_BYTES {
             let rotated = g.0.with_extension("log.1");
             std::fs::rename(&g.0, rotated)?;
-            g.1 = std::fs::OpenOptions::new().create(true).append(true).open(&g.0)?;
+            g.1 = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&g.0)?;
         }
         g.1.write(buf)
     }
@@ -191,7 +199,9 @@ fn processes(host: &HostRoot) -> String {
         })
         .collect();
     rows.sort();
-    rows.into_iter().map(|(p, c)| format!("{p} {c}\n")).collect()
+    rows.into_iter()
+        .map(|(p, c)| format!("{p} {c}\n"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -206,7 +216,9 @@ mod tests {
             ("dmesg".into(), b"k\n".to_vec()),
         ])
         .unwrap();
-        let raw = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
         let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(raw.as_slice()));
         let mut seen = Vec::new();
         for entry in tar.entries().unwrap() {
@@ -217,7 +229,10 @@ mod tests {
         }
         assert_eq!(
             seen,
-            vec![("agent.log".into(), "hello\n".into()), ("dmesg".into(), "k\n".into())]
+            vec![
+                ("agent.log".into(), "hello\n".into()),
+                ("dmesg".into(), "k\n".into())
+            ]
         );
     }
 

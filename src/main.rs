@@ -80,7 +80,9 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn run_agent(args: RunArgs) -> anyhow::Result<()> {
@@ -89,8 +91,8 @@ fn run_agent(args: RunArgs) -> anyhow::Result<()> {
         .cmdline_file
         .clone()
         .unwrap_or_else(|| PathBuf::from("/proc/cmdline"));
-    let cmdline =
-        std::fs::read_to_string(&path).with_context(|| format!("reading kernel parameters from {}", path.display()))?;
+    let cmdline = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading kernel parameters from {}", path.display()))?;
     let mut params = ironic_agent::config::tokenize(&cmdline);
     let log_dir = ironic_agent::state::StateDir::open(&args.state_dir)
         .ok()

@@ -57,7 +57,11 @@ pub async fn advertise_host(config: &Config) -> Result<String, AdvertiseError> {
     }
     let mut last = String::from("no Ironic API URL to route toward");
     for attempt in 1..=config.ip_lookup_attempts {
-        for url in config.api_urls.iter().filter_map(|u| url::Url::parse(u).ok()) {
+        for url in config
+            .api_urls
+            .iter()
+            .filter_map(|u| url::Url::parse(u).ok())
+        {
             match route_source_for(&url).await {
                 Ok(ip) => return Ok(ip.to_string()),
                 Err(e) => last = e,
@@ -91,7 +95,9 @@ async fn route_source_for(url: &url::Url) -> Result<IpAddr, String> {
     for addr in addrs {
         match route_source(addr) {
             Ok(ip) if !is_link_local(&ip) && !ip.is_unspecified() => return Ok(ip),
-            Ok(ip) => last = format!("the route toward {addr} uses {ip}, which cannot be advertised"),
+            Ok(ip) => {
+                last = format!("the route toward {addr} uses {ip}, which cannot be advertised")
+            }
             Err(e) => last = format!("no route toward {addr}: {e}"),
         }
     }
@@ -119,7 +125,10 @@ pub fn default_listen_address() -> IpAddr {
 pub async fn wait_for_ipv4(ifaces: &[String], timeout: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let missing: Vec<&String> = ifaces.iter().filter(|i| interface_ipv4(i).is_none()).collect();
+        let missing: Vec<&String> = ifaces
+            .iter()
+            .filter(|i| interface_ipv4(i).is_none())
+            .collect();
         if missing.is_empty() {
             return true;
         }
@@ -137,9 +146,18 @@ mod tests {
 
     #[test]
     fn callback_urls_bracket_ipv6() {
-        assert_eq!(callback_url("https", "192.0.2.1", 9999), "https://192.0.2.1:9999");
-        assert_eq!(callback_url("https", "fd00::5", 9999), "https://[fd00::5]:9999");
-        assert_eq!(callback_url("http", "agent.example", 9998), "http://agent.example:9998");
+        assert_eq!(
+            callback_url("https", "192.0.2.1", 9999),
+            "https://192.0.2.1:9999"
+        );
+        assert_eq!(
+            callback_url("https", "fd00::5", 9999),
+            "https://[fd00::5]:9999"
+        );
+        assert_eq!(
+            callback_url("http", "agent.example", 9998),
+            "http://agent.example:9998"
+        );
     }
 
     #[test]
@@ -157,11 +175,17 @@ mod tests {
 
     #[tokio::test]
     async fn advertise_host_prefers_the_configured_one_then_routes() {
-        let c = Config::from_cmdline("ipa-advertise-host=198.51.100.7 ipa-api-url=http://127.0.0.1:6385");
+        let c = Config::from_cmdline(
+            "ipa-advertise-host=198.51.100.7 ipa-api-url=http://127.0.0.1:6385",
+        );
         assert_eq!(advertise_host(&c).await.unwrap(), "198.51.100.7");
         let c = Config::from_cmdline("ipa-api-url=http://127.0.0.1:6385");
         assert_eq!(advertise_host(&c).await.unwrap(), "127.0.0.1");
         let c = Config::from_cmdline("ipa-network-interface=nosuchif0");
-        assert!(advertise_host(&c).await.unwrap_err().to_string().contains("nosuchif0"));
+        assert!(advertise_host(&c)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("nosuchif0"));
     }
 }

@@ -27,17 +27,21 @@ pub enum NtpError {
 pub async fn sync_clock(server: &str) -> Result<SystemTime, NtpError> {
     let addr = resolve(server).await?;
     let now = query(server, addr).await?;
-    let since_epoch = now.duration_since(UNIX_EPOCH).map_err(|e| NtpError::Query {
-        server: server.into(),
-        reason: e.to_string(),
-    })?;
+    let since_epoch = now
+        .duration_since(UNIX_EPOCH)
+        .map_err(|e| NtpError::Query {
+            server: server.into(),
+            reason: e.to_string(),
+        })?;
     let ts = nix::sys::time::TimeSpec::new(
         since_epoch.as_secs() as libc::time_t,
         since_epoch.subsec_nanos() as libc::c_long,
     );
-    nix::time::clock_settime(nix::time::ClockId::CLOCK_REALTIME, ts).map_err(|e| NtpError::SetClock {
-        server: server.into(),
-        reason: e.to_string(),
+    nix::time::clock_settime(nix::time::ClockId::CLOCK_REALTIME, ts).map_err(|e| {
+        NtpError::SetClock {
+            server: server.into(),
+            reason: e.to_string(),
+        }
     })?;
     tracing::info!("system clock set from NTP server {server}");
     if let Err(e) = write_hardware_clock(now) {
@@ -66,13 +70,19 @@ async fn query(server: &str, addr: SocketAddr) -> Result<SystemTime, NtpError> {
         server: server.into(),
         reason,
     };
-    let bind = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+    let bind = if addr.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
     let sock = tokio::net::UdpSocket::bind(bind)
         .await
         .map_err(|e| fail(e.to_string()))?;
     sock.connect(addr).await.map_err(|e| fail(e.to_string()))?;
     let sent_at = std::time::Instant::now();
-    sock.send(&request()).await.map_err(|e| fail(e.to_string()))?;
+    sock.send(&request())
+        .await
+        .map_err(|e| fail(e.to_string()))?;
     let mut buf = [0u8; 512];
     let n = tokio::time::timeout(QUERY_TIMEOUT, sock.recv(&mut buf))
         .await
@@ -93,7 +103,10 @@ fn request() -> [u8; 48] {
 /// The server's transmit timestamp from a reply.
 fn parse_reply(p: &[u8]) -> Result<SystemTime, String> {
     if p.len() < 48 {
-        return Err(format!("the reply is {} bytes, an NTP packet is 48", p.len()));
+        return Err(format!(
+            "the reply is {} bytes, an NTP packet is 48",
+            p.len()
+        ));
     }
     let mode = p[0] & 0x7;
     if mode != 4 && mode != 5 {
@@ -161,7 +174,13 @@ mod tests {
 
     #[test]
     fn parses_transmit_timestamp() {
-        let t = parse_reply(&reply((NTP_UNIX_OFFSET + 1_700_000_000) as u32, 1 << 31, 4, 2)).unwrap();
+        let t = parse_reply(&reply(
+            (NTP_UNIX_OFFSET + 1_700_000_000) as u32,
+            1 << 31,
+            4,
+            2,
+        ))
+        .unwrap();
         let d = t.duration_since(UNIX_EPOCH).unwrap();
         assert_eq!(d.as_secs(), 1_700_000_000);
         assert_eq!(d.subsec_millis(), 500);
@@ -193,7 +212,10 @@ mod tests {
             let mut buf = [0u8; 48];
             let (_, peer) = server.recv_from(&mut buf).await.unwrap();
             server
-                .send_to(&reply((NTP_UNIX_OFFSET + 1_800_000_000) as u32, 0, 4, 1), peer)
+                .send_to(
+                    &reply((NTP_UNIX_OFFSET + 1_800_000_000) as u32, 0, 4, 1),
+                    peer,
+                )
                 .await
                 .unwrap();
         });

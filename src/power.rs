@@ -92,7 +92,11 @@ pub async fn power_action(
         Err(e) => e,
     };
     // The kernel refused; the magic SysRq key is IPA's fallback too.
-    let key = if action == PowerAction::PowerOff { b"o" } else { b"b" };
+    let key = if action == PowerAction::PowerOff {
+        b"o"
+    } else {
+        b"b"
+    };
     let sysrq = std::fs::write(ctx.host.path("/proc/sysrq-trigger"), key);
     Err(CommandError::new(
         ErrorKind::SystemReboot,

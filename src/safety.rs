@@ -114,8 +114,13 @@ mod tests {
         assert!(g.check(&f).is_ok());
         assert!(g.check(&dir.path().join("new.img")).is_ok());
         let dev = Path::new("/dev/null");
-        assert_eq!(g.check(dev), Err(GuardError::NotPermitted(dev.to_path_buf())));
-        assert!(DiskGuard::new(false, vec![dev.to_path_buf()]).check(dev).is_ok());
+        assert_eq!(
+            g.check(dev),
+            Err(GuardError::NotPermitted(dev.to_path_buf()))
+        );
+        assert!(DiskGuard::new(false, vec![dev.to_path_buf()])
+            .check(dev)
+            .is_ok());
         assert!(DiskGuard::new(true, vec![]).check(dev).is_ok());
     }
 }

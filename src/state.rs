@@ -31,7 +31,10 @@ impl StateDir {
     /// Opens (creating it with mode 0700 when needed) the state directory.
     pub fn open(path: impl Into<PathBuf>) -> std::io::Result<Self> {
         let path = path.into();
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&path)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&path)?;
         Ok(Self { path })
     }
 
@@ -73,7 +76,10 @@ impl StateDir {
                 return Vec::new();
             }
         };
-        for c in commands.iter_mut().filter(|c| c.command_status == "RUNNING") {
+        for c in commands
+            .iter_mut()
+            .filter(|c| c.command_status == "RUNNING")
+        {
             c.command_status = "FAILED".to_string();
             c.command_result = None;
             c.command_error = Some(CommandError::new(
@@ -92,7 +98,10 @@ impl StateDir {
             .map_err(std::io::Error::other)
             .and_then(|data| write_private(&self.path.join("commands.json"), &data));
         if let Err(e) = result {
-            tracing::warn!("could not keep the command history in {}: {e}", self.path.display());
+            tracing::warn!(
+                "could not keep the command history in {}: {e}",
+                self.path.display()
+            );
         }
     }
 }

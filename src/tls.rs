@@ -63,7 +63,10 @@ impl AgentCertificate {
         params.distinguished_name = dn;
         params.subject_alt_names = vec![match host.parse::<std::net::IpAddr>() {
             Ok(ip) => rcgen::SanType::IpAddress(ip),
-            Err(_) => rcgen::SanType::DnsName(host.try_into().map_err(|e: rcgen::Error| fail(e.to_string()))?),
+            Err(_) => rcgen::SanType::DnsName(
+                host.try_into()
+                    .map_err(|e: rcgen::Error| fail(e.to_string()))?,
+            ),
         }];
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now - ALLOWED_CLOCK_SKEW;
@@ -78,7 +81,11 @@ impl AgentCertificate {
 
     /// The stored certificate when it is for `host` and still valid, else a new one (then
     /// stored). Reusing it keeps `agent_verify_ca` unchanged across an agent restart.
-    pub fn load_or_generate(dir: &Path, host: &str, curve: CertificateCurve) -> Result<Self, TlsError> {
+    pub fn load_or_generate(
+        dir: &Path,
+        host: &str,
+        curve: CertificateCurve,
+    ) -> Result<Self, TlsError> {
         if let Some(stored) = Self::load(dir, host) {
             tracing::info!("reusing the agent certificate stored in {}", dir.display());
             return Ok(stored);
@@ -95,7 +102,8 @@ impl AgentCertificate {
     }
 
     fn load(dir: &Path, host: &str) -> Option<Self> {
-        let meta: StoredCertMeta = serde_json::from_slice(&std::fs::read(dir.join("agent.crt.json")).ok()?).ok()?;
+        let meta: StoredCertMeta =
+            serde_json::from_slice(&std::fs::read(dir.join("agent.crt.json")).ok()?).ok()?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .ok()?
@@ -124,7 +132,9 @@ impl AgentCertificate {
         crate::state::write_private(&dir.join("agent.crt.json"), &serde_json::to_vec(&meta)?)
     }
 
-    fn server_parts(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    fn server_parts(
+        &self,
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
         let certs = rustls_pemfile::certs(&mut self.cert_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| TlsError::Config(format!("agent certificate PEM is unreadable: {e}")))?;
@@ -229,7 +239,10 @@ impl TlsPolicy {
     }
 
     /// The agent API's server configuration (no client certificates requested).
-    pub fn server_config(&self, cert: &AgentCertificate) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    pub fn server_config(
+        &self,
+        cert: &AgentCertificate,
+    ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let (certs, key) = cert.server_parts()?;
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(self.provider()))
             .with_protocol_versions(self.versions())
@@ -242,7 +255,11 @@ impl TlsPolicy {
 
     /// The configuration for every outbound HTTPS request. Trusts the public web roots, the
     /// system's CA store and `ca_file`; verifies nothing with `insecure` (`ipa-insecure`).
-    pub fn client_config(&self, insecure: bool, ca_file: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
+    pub fn client_config(
+        &self,
+        insecure: bool,
+        ca_file: Option<&Path>,
+    ) -> Result<rustls::ClientConfig, TlsError> {
         let provider = Arc::new(self.provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(self.versions())
@@ -282,7 +299,9 @@ fn root_store(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, TlsError>
         }
         let (added, ignored) = roots.add_parsable_certificates(certs);
         if added == 0 {
-            return Err(fail(format!("none of its {ignored} certificates could be used")));
+            return Err(fail(format!(
+                "none of its {ignored} certificates could be used"
+            )));
         }
     }
     Ok(roots)
@@ -311,7 +330,12 @@ impl rustls::client::danger::ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -320,7 +344,12 @@ impl rustls::client::danger::ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
@@ -337,7 +366,8 @@ mod tests {
         let cert = AgentCertificate::generate("192.0.2.10", CertificateCurve::P384).unwrap();
         assert!(cert.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
         TlsPolicy::default().server_config(&cert).unwrap();
-        let named = AgentCertificate::generate("agent.example.org", CertificateCurve::P256).unwrap();
+        let named =
+            AgentCertificate::generate("agent.example.org", CertificateCurve::P256).unwrap();
         TlsPolicy::default().server_config(&named).unwrap();
     }
 
@@ -345,13 +375,19 @@ mod tests {
     fn stored_certificate_is_reused_for_the_same_ip_only() {
         let dir = tempfile::tempdir().unwrap();
         let ip = "192.0.2.10";
-        let first = AgentCertificate::load_or_generate(dir.path(), ip, CertificateCurve::P384).unwrap();
-        let again = AgentCertificate::load_or_generate(dir.path(), ip, CertificateCurve::P384).unwrap();
+        let first =
+            AgentCertificate::load_or_generate(dir.path(), ip, CertificateCurve::P384).unwrap();
+        let again =
+            AgentCertificate::load_or_generate(dir.path(), ip, CertificateCurve::P384).unwrap();
         assert_eq!(first, again);
-        let other = AgentCertificate::load_or_generate(dir.path(), "192.0.2.11", CertificateCurve::P384).unwrap();
+        let other =
+            AgentCertificate::load_or_generate(dir.path(), "192.0.2.11", CertificateCurve::P384)
+                .unwrap();
         assert_ne!(first, other);
         let mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(dir.path().join("agent.key")).unwrap().permissions(),
+            &std::fs::metadata(dir.path().join("agent.key"))
+                .unwrap()
+                .permissions(),
         );
         assert_eq!(mode & 0o777, 0o600);
     }
@@ -380,7 +416,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("ca.pem");
         std::fs::write(&f, "not a pem").unwrap();
-        let err = TlsPolicy::default().client_config(false, Some(&f)).unwrap_err();
+        let err = TlsPolicy::default()
+            .client_config(false, Some(&f))
+            .unwrap_err();
         assert!(err.to_string().contains("ca.pem"), "{err}");
     }
 }

@@ -32,12 +32,21 @@ struct Candidate {
 }
 
 /// The parameters from `parameters.txt`, or an empty map when there is no virtual media.
-pub fn read_parameters(host: &HostRoot, mount_dir: &Path) -> Result<HashMap<String, String>, VmediaError> {
+pub fn read_parameters(
+    host: &HostRoot,
+    mount_dir: &Path,
+) -> Result<HashMap<String, String>, VmediaError> {
     let devices = probe_devices(host);
     let chosen = by_label(&devices, &[PARAMS_LABEL])
         .into_iter()
         .find(|c| looks_like_vmedia(host, &c.kname))
-        .or_else(|| by_model(host).and_then(|k| devices.iter().find(|c| c.kname == k && looks_like_vmedia(host, &k))));
+        .or_else(|| {
+            by_model(host).and_then(|k| {
+                devices
+                    .iter()
+                    .find(|c| c.kname == k && looks_like_vmedia(host, &k))
+            })
+        });
     let Some(dev) = chosen else {
         tracing::info!("no virtual media device with parameters found");
         return Ok(HashMap::new());
@@ -99,7 +108,11 @@ fn probe_devices(host: &HostRoot) -> Vec<Candidate> {
         .filter_map(|e| e.file_name().into_string().ok())
         .map(|kname| {
             let (label, fstype) = probe_label(&host.path(&format!("/dev/{kname}")));
-            Candidate { kname, label, fstype }
+            Candidate {
+                kname,
+                label,
+                fstype,
+            }
         })
         .collect();
     out.sort_by(|a, b| a.kname.cmp(&b.kname));
@@ -189,17 +202,25 @@ fn with_mounted<T>(
         .ok()
     });
     if mounted.is_none() {
-        return Err(fail(format!("no filesystem among {fstypes:?} could be mounted")));
+        return Err(fail(format!(
+            "no filesystem among {fstypes:?} could be mounted"
+        )));
     }
     let result = f(mount_dir);
     if let Err(e) = nix::mount::umount(mount_dir) {
-        tracing::warn!("unmounting virtual media from {} failed: {e}", mount_dir.display());
+        tracing::warn!(
+            "unmounting virtual media from {} failed: {e}",
+            mount_dir.display()
+        );
     }
     result
 }
 
 /// Merges virtual-media parameters over the kernel's: the virtual media wins (as IPA).
-pub fn merge(cmdline: HashMap<String, String>, vmedia: HashMap<String, String>) -> HashMap<String, String> {
+pub fn merge(
+    cmdline: HashMap<String, String>,
+    vmedia: HashMap<String, String>,
+) -> HashMap<String, String> {
     let mut merged = cmdline;
     merged.extend(vmedia);
     merged
@@ -266,7 +287,9 @@ mod tests {
     #[test]
     fn no_device_means_no_parameters() {
         let (dir, host) = fixture();
-        assert!(read_parameters(&host, &dir.path().join("mnt")).unwrap().is_empty());
+        assert!(read_parameters(&host, &dir.path().join("mnt"))
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

@@ -5,13 +5,16 @@ mod support;
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::fake_ironic::{Canned, FakeIronic, NODE_UUID, TOKEN};
 use support::agent::*;
+use support::fake_ironic::{Canned, FakeIronic, NODE_UUID, TOKEN};
 
 const T: Duration = Duration::from_secs(20);
 
 /// Starts an agent and returns it with a conductor-side client, after its first heartbeat.
-async fn agent_with_conductor(ironic: &FakeIronic, dir: &tempfile::TempDir) -> (RunningAgent, Conductor, Value) {
+async fn agent_with_conductor(
+    ironic: &FakeIronic,
+    dir: &tempfile::TempDir,
+) -> (RunningAgent, Conductor, Value) {
     let agent = start_agent(ironic, &state_path(dir), "");
     let hb = ironic.wait_for("/v1/heartbeat/", 202, 1, T).await.remove(0);
     let conductor = Conductor::new(agent.port, hb.body["agent_verify_ca"].as_str().unwrap());
@@ -29,7 +32,10 @@ async fn looks_up_then_heartbeats_over_auto_tls() {
     let beat = &ironic.requests("/v1/heartbeat/")[0];
     assert_eq!(beat.path, format!("/v1/heartbeat/{NODE_UUID}"));
     assert_eq!(beat.version.as_deref(), Some("1.68"));
-    assert_eq!(hb["callback_url"], format!("https://127.0.0.1:{}", agent.port));
+    assert_eq!(
+        hb["callback_url"],
+        format!("https://127.0.0.1:{}", agent.port)
+    );
     assert_eq!(hb["agent_token"], TOKEN);
     assert_eq!(hb["agent_version"], ironic_agent::version());
     assert!(hb["agent_verify_ca"]
@@ -136,14 +142,18 @@ async fn api_errors_match_ipa() {
         (400, "Invalid command: Unknown command: nosuch")
     );
 
-    let (s, v) = c.get(&format!("/v1/commands/nope?agent_token={TOKEN}")).await;
+    let (s, v) = c
+        .get(&format!("/v1/commands/nope?agent_token={TOKEN}"))
+        .await;
     assert_eq!(
         (s, v["faultstring"].as_str().unwrap()),
         (404, "Not found: Command Result with id nope not found.")
     );
 
     // A Python-style argument error is a FAILED result, never a 500.
-    let (s, v) = c.post("clean.get_clean_steps", json!({"node": {}}), true).await;
+    let (s, v) = c
+        .post("clean.get_clean_steps", json!({"node": {}}), true)
+        .await;
     assert_eq!(s, 200);
     assert_eq!(v["command_status"], "FAILED");
     assert_eq!(v["command_error"]["type"], "TypeError");
@@ -156,7 +166,10 @@ async fn api_errors_match_ipa() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 308);
-    assert_eq!(r.headers()["location"], format!("/v1/commands/?agent_token={TOKEN}"));
+    assert_eq!(
+        r.headers()["location"],
+        format!("/v1/commands/?agent_token={TOKEN}")
+    );
 
     // Unauthenticated documents.
     let (s, v) = c.get("/").await;
@@ -185,14 +198,18 @@ async fn failed_async_step_forces_a_heartbeat_within_five_seconds() {
         .await;
     assert_eq!(s, 200);
     let id = r["id"].as_str().unwrap().to_string();
-    let (_, done) = c.get(&format!("/v1/commands/{id}?wait=true&agent_token={TOKEN}")).await;
+    let (_, done) = c
+        .get(&format!("/v1/commands/{id}?wait=true&agent_token={TOKEN}"))
+        .await;
     assert_eq!(done["command_status"], "FAILED");
     assert!(done["command_error"]["details"]
         .as_str()
         .unwrap()
         .contains("no_such_step"));
     // With a 300 s timeout the next regular heartbeat is 90+ s away; the forced one comes at 5 s.
-    let beats = ironic.wait_for("/v1/heartbeat/", 202, 2, Duration::from_secs(10)).await;
+    let beats = ironic
+        .wait_for("/v1/heartbeat/", 202, 2, Duration::from_secs(10))
+        .await;
     let forced_after = beats[1].at.duration_since(beats[0].at);
     assert!(
         forced_after >= Duration::from_secs(5) && forced_after < Duration::from_secs(7),
@@ -205,7 +222,8 @@ async fn failed_async_step_forces_a_heartbeat_within_five_seconds() {
 async fn lookup_survives_404_and_pauses_on_409() {
     let ironic = FakeIronic::start().await;
     ironic.script(|s| {
-        s.lookups.push_back(Canned::error(404, "Resource could not be found."));
+        s.lookups
+            .push_back(Canned::error(404, "Resource could not be found."));
         s.lookups.push_back(Canned::error(
             409,
             "Node is locked by host c1, please retry after the current operation is completed.",
@@ -234,14 +252,20 @@ async fn wiped_token_is_replaced_by_a_new_lookup() {
     ironic.wait_for("/v1/heartbeat/", 202, 1, T).await;
     // Ironic wipes the token (e.g. end of cleaning) and will hand out a new one.
     ironic.script(|s| {
-        s.heartbeats
-            .push_back(Canned::error(400, "Invalid or missing agent token received."));
+        s.heartbeats.push_back(Canned::error(
+            400,
+            "Invalid or missing agent token received.",
+        ));
         s.token_issued = false;
     });
     ironic.wait_for("/v1/heartbeat/", 400, 1, T).await;
     ironic.wait_for("/v1/heartbeat/", 202, 2, T).await;
     assert_eq!(
-        ironic.requests("/v1/lookup").iter().filter(|l| l.status == 200).count(),
+        ironic
+            .requests("/v1/lookup")
+            .iter()
+            .filter(|l| l.status == 200)
+            .count(),
         2
     );
 }
@@ -255,7 +279,11 @@ async fn restarted_agent_recovers_token_and_certificate() {
     let hb1 = ironic.wait_for("/v1/heartbeat/", 202, 1, T).await.remove(0);
     let c = Conductor::new(port, hb1.body["agent_verify_ca"].as_str().unwrap());
     let (_, r) = c
-        .post("clean.get_clean_steps", json!({"node": {}, "ports": []}), true)
+        .post(
+            "clean.get_clean_steps",
+            json!({"node": {}, "ports": []}),
+            true,
+        )
         .await;
     assert_eq!(r["command_status"], "SUCCEEDED");
     drop(first);
@@ -298,6 +326,9 @@ async fn plain_http_with_an_old_ironic() {
     let agent = start_agent(&ironic, &state_path(&dir), "");
     let hb = ironic.wait_for("/v1/heartbeat/", 202, 1, T).await.remove(0);
     assert_eq!(hb.version.as_deref(), Some("1.62"));
-    assert_eq!(hb.body["callback_url"], format!("http://127.0.0.1:{}", agent.port));
+    assert_eq!(
+        hb.body["callback_url"],
+        format!("http://127.0.0.1:{}", agent.port)
+    );
     assert!(hb.body.get("agent_verify_ca").is_none());
 }

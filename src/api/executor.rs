@@ -169,7 +169,12 @@ impl Executor {
     }
 
     pub fn get(&self, id: &str) -> Option<CommandResult> {
-        self.history.lock().ok()?.iter().find(|c| c.id == id).cloned()
+        self.history
+            .lock()
+            .ok()?
+            .iter()
+            .find(|c| c.id == id)
+            .cloned()
     }
 
     /// Waits until command `id` is no longer running.
@@ -185,7 +190,11 @@ impl Executor {
     }
 
     /// Starts (and for synchronous commands, completes) `name` with `params`.
-    pub async fn execute(self: &Arc<Self>, name: &str, params: Params) -> Result<CommandResult, Refusal> {
+    pub async fn execute(
+        self: &Arc<Self>,
+        name: &str,
+        params: Params,
+    ) -> Result<CommandResult, Refusal> {
         let _start = self.start_lock.lock().await;
         let (extension, command) = name.split_once('.').ok_or_else(|| {
             Refusal::from_error(&CommandError::new(
@@ -206,14 +215,18 @@ impl Executor {
                 format!("Extension with id {extension} not found."),
             )));
         }
-        let spec = self.registry.get(extension, command).cloned().ok_or_else(|| {
-            Refusal::from_error(&CommandError::new(
-                ErrorKind::InvalidCommand,
-                format!("Unknown command: {command}"),
-            ))
-        })?;
+        let spec = self
+            .registry
+            .get(extension, command)
+            .cloned()
+            .ok_or_else(|| {
+                Refusal::from_error(&CommandError::new(
+                    ErrorKind::InvalidCommand,
+                    format!("Unknown command: {command}"),
+                ))
+            })?;
         if let Some(validate) = spec.validator {
-            validate(&params).map_err(|e| Refusal::from_error(&e))?;
+            validate(&self.ctx, &params).map_err(|e| Refusal::from_error(&e))?;
         }
         tracing::info!("executing command {name}");
         let mut result = CommandResult::running(command);
@@ -320,7 +333,10 @@ mod tests {
     #[test]
     fn version_mismatch_gets_its_own_status() {
         let mut r = CommandResult::running("execute_clean_step");
-        r.finish(Mode::Async, Err(CommandError::new(ErrorKind::VersionMismatch, "x")));
+        r.finish(
+            Mode::Async,
+            Err(CommandError::new(ErrorKind::VersionMismatch, "x")),
+        );
         assert_eq!(r.command_status, Status::VersionMismatch);
         assert_eq!(
             serde_json::to_value(r.command_status).unwrap(),

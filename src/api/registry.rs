@@ -13,7 +13,7 @@ pub type Params = Map<String, Value>;
 pub type CommandFuture = Pin<Box<dyn Future<Output = Result<Value, CommandError>> + Send>>;
 pub type Handler = Arc<dyn Fn(Arc<AgentContext>, Params) -> CommandFuture + Send + Sync>;
 /// Checks parameters before an asynchronous command starts; failures are HTTP 400.
-pub type Validator = fn(&Params) -> Result<(), CommandError>;
+pub type Validator = fn(&AgentContext, &Params) -> Result<(), CommandError>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -50,9 +50,9 @@ impl Signature {
         if self.open {
             return None;
         }
-        let unexpected = params
-            .keys()
-            .find(|k| !self.required.contains(&k.as_str()) && !self.optional.contains(&k.as_str()))?;
+        let unexpected = params.keys().find(|k| {
+            !self.required.contains(&k.as_str()) && !self.optional.contains(&k.as_str())
+        })?;
         Some(CommandError::new(
             ErrorKind::TypeError,
             format!("{command}() got an unexpected keyword argument '{unexpected}'"),
@@ -76,7 +76,10 @@ pub struct Registry {
 
 impl Registry {
     pub fn add(&mut self, extension: &'static str, command: &'static str, spec: CommandSpec) {
-        self.extensions.entry(extension).or_default().insert(command, spec);
+        self.extensions
+            .entry(extension)
+            .or_default()
+            .insert(command, spec);
     }
 
     pub fn has_extension(&self, extension: &str) -> bool {
@@ -116,20 +119,34 @@ mod tests {
         assert!(sig
             .check("get_clean_steps", &params(json!({"node": {}, "ports": []})))
             .is_none());
-        let e = sig.check("get_clean_steps", &params(json!({"node": {}}))).unwrap();
-        assert_eq!(e.kind, "TypeError");
-        assert_eq!(e.details, "get_clean_steps() missing required argument 'ports'");
         let e = sig
-            .check("get_clean_steps", &params(json!({"node": {}, "ports": [], "x": 1})))
+            .check("get_clean_steps", &params(json!({"node": {}})))
             .unwrap();
-        assert_eq!(e.details, "get_clean_steps() got an unexpected keyword argument 'x'");
+        assert_eq!(e.kind, "TypeError");
+        assert_eq!(
+            e.details,
+            "get_clean_steps() missing required argument 'ports'"
+        );
+        let e = sig
+            .check(
+                "get_clean_steps",
+                &params(json!({"node": {}, "ports": [], "x": 1})),
+            )
+            .unwrap();
+        assert_eq!(
+            e.details,
+            "get_clean_steps() got an unexpected keyword argument 'x'"
+        );
         let open = Signature {
             required: &["step"],
             optional: &[],
             open: true,
         };
         assert!(open
-            .check("execute_clean_step", &params(json!({"step": {}, "extra": 1})))
+            .check(
+                "execute_clean_step",
+                &params(json!({"step": {}, "extra": 1}))
+            )
             .is_none());
     }
 }

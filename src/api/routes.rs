@@ -96,7 +96,9 @@ impl Router {
                 &json!({"started_at": self.executor.context().started_at, "version": crate::version()}),
             ),
             (Route::Commands | Route::Command(_), _) if !self.token_ok(query) => unauthorized(),
-            (Route::Commands, &Method::GET) => json_reply(StatusCode::OK, &json!({ "commands": self.executor.list() })),
+            (Route::Commands, &Method::GET) => {
+                json_reply(StatusCode::OK, &json!({ "commands": self.executor.list() }))
+            }
             (Route::Commands, &Method::POST) => self.run_command(req, query).await,
             (Route::Command(id), &Method::GET) => self.get_command(id, wants_wait(query)).await,
             _ => werkzeug_error(StatusCode::METHOD_NOT_ALLOWED),
@@ -143,7 +145,10 @@ impl Router {
                 json_reply(StatusCode::OK, &done)
             }
             Ok(result) => json_reply(StatusCode::OK, &result),
-            Err(Refusal { status, faultstring }) => fault(
+            Err(Refusal {
+                status,
+                faultstring,
+            }) => fault(
                 StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
                 &faultstring,
             ),
@@ -168,11 +173,14 @@ impl Router {
 
 /// The POST body: `{"name": "<ext>.<cmd>", "params": {...}}`, parsed whatever the Content-Type.
 fn parse_command(body: &[u8]) -> Result<(String, Params), String> {
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| format!("400 Bad Request: Failed to decode JSON object: {e}"))?;
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| format!("400 Bad Request: Failed to decode JSON object: {e}"))?;
     let missing = || "400 Bad Request: Missing or invalid name or params".to_string();
     let name = v.get("name").and_then(Value::as_str).ok_or_else(missing)?;
-    let params = v.get("params").and_then(Value::as_object).ok_or_else(missing)?;
+    let params = v
+        .get("params")
+        .and_then(Value::as_object)
+        .ok_or_else(missing)?;
     Ok((name.to_string(), params.clone()))
 }
 
@@ -184,7 +192,9 @@ fn parse_query(q: Option<&str>) -> HashMap<String, String> {
 
 /// `wait` counts only as the value `true`, in any case.
 fn wants_wait(query: &HashMap<String, String>) -> bool {
-    query.get("wait").is_some_and(|w| w.eq_ignore_ascii_case("true"))
+    query
+        .get("wait")
+        .is_some_and(|w| w.eq_ignore_ascii_case("true"))
 }
 
 fn version_doc(root: &str) -> Value {
@@ -222,7 +232,8 @@ fn v1_doc(root: &str) -> Value {
 
 pub fn json_reply<T: serde::Serialize>(status: StatusCode, body: &T) -> Reply {
     let data = serde_json::to_vec(body).unwrap_or_else(|e| {
-        format!(r#"{{"faultcode": "Server", "faultstring": "encoding the reply failed: {e}"}}"#).into_bytes()
+        format!(r#"{{"faultcode": "Server", "faultstring": "encoding the reply failed: {e}"}}"#)
+            .into_bytes()
     });
     let mut resp = Response::new(Full::new(Bytes::from(data)));
     *resp.status_mut() = status;
@@ -234,8 +245,15 @@ pub fn json_reply<T: serde::Serialize>(status: StatusCode, body: &T) -> Reply {
 }
 
 pub fn fault(status: StatusCode, faultstring: &str) -> Reply {
-    let faultcode = if status.is_server_error() { "Server" } else { "Client" };
-    json_reply(status, &json!({"faultcode": faultcode, "faultstring": faultstring}))
+    let faultcode = if status.is_server_error() {
+        "Server"
+    } else {
+        "Client"
+    };
+    json_reply(
+        status,
+        &json!({"faultcode": faultcode, "faultstring": faultstring}),
+    )
 }
 
 fn unauthorized() -> Reply {
@@ -288,7 +306,8 @@ mod tests {
 
     #[test]
     fn command_bodies_are_validated() {
-        let (name, params) = parse_command(br#"{"name": "clean.get_clean_steps", "params": {"node": {}}}"#).unwrap();
+        let (name, params) =
+            parse_command(br#"{"name": "clean.get_clean_steps", "params": {"node": {}}}"#).unwrap();
         assert_eq!(name, "clean.get_clean_steps");
         assert!(params.contains_key("node"));
         assert!(parse_command(b"{bad")
@@ -320,7 +339,10 @@ mod tests {
     #[test]
     fn v1_doc_has_links_and_media_types() {
         let d = v1_doc("https://10.0.0.5:9999");
-        assert_eq!(d["commands"][0]["href"], "https://10.0.0.5:9999/v1/commands");
+        assert_eq!(
+            d["commands"][0]["href"],
+            "https://10.0.0.5:9999/v1/commands"
+        );
         assert_eq!(d["status"][1]["href"], "https://10.0.0.5:9999/status");
         assert_eq!(d["media_types"][0]["type"], MEDIA_TYPE);
         assert_eq!(

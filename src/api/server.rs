@@ -64,18 +64,23 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     match acceptor {
         None => http(TokioIo::new(stream), router, stop).await,
-        Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => http(TokioIo::new(tls), router, stop).await,
-            Ok(Err(e)) => tracing::warn!("TLS handshake with {peer} failed: {e}"),
-            Err(_) => tracing::warn!("TLS handshake with {peer} timed out"),
-        },
+        Some(acceptor) => {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => http(TokioIo::new(tls), router, stop).await,
+                Ok(Err(e)) => tracing::warn!("TLS handshake with {peer} failed: {e}"),
+                Err(_) => tracing::warn!("TLS handshake with {peer} timed out"),
+            }
+        }
     }
 }
 
 /// Resolves once the agent no longer serves (the watch guard is dropped before returning, so
 /// the future stays `Send`).
 async fn stopped(mut stop: watch::Receiver<ServeState>) {
-    let _ = stop.wait_for(|s| *s != ServeState::Serving).await.map(|_| ());
+    let _ = stop
+        .wait_for(|s| *s != ServeState::Serving)
+        .await
+        .map(|_| ());
 }
 
 async fn http<I>(io: I, router: Arc<Router>, stop: watch::Receiver<ServeState>)

@@ -14,14 +14,16 @@ pub fn register(r: &mut Registry) {
             handler: handler(|ctx, _| async move {
                 let opts = ctx.inventory_options();
                 let host = ctx.host.clone();
-                let inventory = tokio::task::spawn_blocking(move || crate::hardware::collect_inventory(&host, &opts))
-                    .await
-                    .map_err(|e| {
-                        CommandError::new(
-                            ErrorKind::CommandExecution,
-                            format!("collecting the inventory failed: {e}"),
-                        )
-                    })?;
+                let inventory = tokio::task::spawn_blocking(move || {
+                    crate::hardware::collect_inventory(&host, &opts)
+                })
+                .await
+                .map_err(|e| {
+                    CommandError::new(
+                        ErrorKind::CommandExecution,
+                        format!("collecting the inventory failed: {e}"),
+                    )
+                })?;
                 serde_json::to_value(inventory).map_err(|e| {
                     CommandError::new(
                         ErrorKind::CommandExecution,

@@ -34,13 +34,38 @@ pub fn register(r: &mut Registry) {
                 tokio::task::spawn_blocking(move || crate::power::full_sync(&ctx))
                     .await
                     .map_err(|e| {
-                        CommandError::new(ErrorKind::CommandExecution, format!("syncing disks failed: {e}"))
+                        CommandError::new(
+                            ErrorKind::CommandExecution,
+                            format!("syncing disks failed: {e}"),
+                        )
                     })?;
                 Ok(Value::Null)
             }),
         },
     );
-    for (name, action) in [("power_off", PowerAction::PowerOff), ("run_image", PowerAction::Reboot)] {
+    r.add(
+        "standby",
+        "prepare_image",
+        CommandSpec {
+            mode: Mode::Async,
+            signature: Signature {
+                required: &["image_info"],
+                optional: &["configdrive"],
+                open: false,
+            },
+            validator: Some(crate::steps::write_image::validate_image_info),
+            handler: handler(|ctx, params| async move {
+                let info = params.get("image_info").cloned().unwrap_or(Value::Null);
+                crate::steps::write_image::prepare_image(ctx, &info, params.get("configdrive"))
+                    .await
+                    .map(Value::String)
+            }),
+        },
+    );
+    for (name, action) in [
+        ("power_off", PowerAction::PowerOff),
+        ("run_image", PowerAction::Reboot),
+    ] {
         r.add(
             "standby",
             name,

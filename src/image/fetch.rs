@@ -161,7 +161,7 @@ enum Failure {
 }
 
 /// Receives the bytes of a range read with their file offsets.
-pub type RangeSink<'a> = dyn FnMut(u64, &[u8]) -> Result<(), ImageError> + 'a;
+pub type RangeSink<'a> = dyn FnMut(u64, &[u8]) -> Result<(), ImageError> + Send + 'a;
 
 /// An HTTP client configured for image downloads.
 #[derive(Clone)]

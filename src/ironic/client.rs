@@ -143,7 +143,10 @@ impl IronicClient {
                                 body: bytes.to_vec(),
                             });
                         }
-                        Err(e) => last_error = format!("{base}: reading the reply failed: {}", describe(&e)),
+                        Err(e) => {
+                            last_error =
+                                format!("{base}: reading the reply failed: {}", describe(&e))
+                        }
                     }
                 }
                 Err(e) => last_error = format!("{base}: {}", describe(&e)),
@@ -266,7 +269,10 @@ mod tests {
             decode_error_body(br#"{"error_message": "{\"title\": \"Not Found\"}"}"#),
             "Not Found"
         );
-        assert_eq!(decode_error_body(br#"{"error": {"message": "no node"}}"#), "no node");
+        assert_eq!(
+            decode_error_body(br#"{"error": {"message": "no node"}}"#),
+            "no node"
+        );
         assert_eq!(decode_error_body(b"plain text"), "plain text");
         assert_eq!(decode_error_body(b""), "(empty body)");
     }

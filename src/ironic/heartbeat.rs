@@ -6,7 +6,9 @@
 //! forced by a finished asynchronous command goes out as soon as 5 s have passed since the
 //! previous one, so several close requests merge into one.
 
-use super::client::{IronicClient, IronicError, AGENT_VERSION_VERSION, HEARTBEAT_VERSION, LOOKUP_VERSION};
+use super::client::{
+    IronicClient, IronicError, AGENT_VERSION_VERSION, HEARTBEAT_VERSION, LOOKUP_VERSION,
+};
 use crate::config::ApiVersion;
 use rand::Rng;
 use reqwest::{Method, StatusCode};
@@ -48,11 +50,20 @@ impl HeartbeatBody {
 }
 
 /// Sends one heartbeat. Only 202 is success.
-pub async fn heartbeat_once(client: &IronicClient, node_uuid: &str, body: &HeartbeatBody) -> Result<(), IronicError> {
+pub async fn heartbeat_once(
+    client: &IronicClient,
+    node_uuid: &str,
+    body: &HeartbeatBody,
+) -> Result<(), IronicError> {
     let version = client.negotiate(HEARTBEAT_VERSION).await;
     let path = format!("/v1/heartbeat/{node_uuid}");
     let reply = client
-        .send(Method::POST, &path, Some(version), Some(&body.to_json(version)))
+        .send(
+            Method::POST,
+            &path,
+            Some(version),
+            Some(&body.to_json(version)),
+        )
         .await?;
     if reply.status == StatusCode::ACCEPTED {
         Ok(())
@@ -170,7 +181,9 @@ mod tests {
         let t0 = Instant::now();
         assert!(s.is_due(t0));
         s.succeeded(t0, Duration::from_secs(300));
-        assert!(s.interval() >= Duration::from_secs(90) && s.interval() <= Duration::from_secs(180));
+        assert!(
+            s.interval() >= Duration::from_secs(90) && s.interval() <= Duration::from_secs(180)
+        );
         assert!(!s.is_due(t0 + Duration::from_secs(89)));
         assert!(s.is_due(t0 + Duration::from_secs(181)));
     }

@@ -28,7 +28,11 @@ pub async fn post_inspection(client: &IronicClient, body: &Value) -> InspectionO
     post_with_waits(client, body, FIRST_WAIT).await
 }
 
-async fn post_with_waits(client: &IronicClient, body: &Value, first_wait: Duration) -> InspectionOutcome {
+async fn post_with_waits(
+    client: &IronicClient,
+    body: &Value,
+    first_wait: Duration,
+) -> InspectionOutcome {
     let mut wait = first_wait;
     let mut last = String::new();
     for attempt in 1..=ATTEMPTS {

@@ -76,10 +76,15 @@ impl LookupRequest {
 }
 
 /// One lookup attempt.
-pub async fn lookup_once(client: &IronicClient, req: &LookupRequest) -> Result<LookupReply, IronicError> {
+pub async fn lookup_once(
+    client: &IronicClient,
+    req: &LookupRequest,
+) -> Result<LookupReply, IronicError> {
     let op = "node lookup";
     let version = client.negotiate(LOOKUP_VERSION).await;
-    let reply = client.send(Method::GET, &req.path(), Some(version), None).await?;
+    let reply = client
+        .send(Method::GET, &req.path(), Some(version), None)
+        .await?;
     if reply.status != StatusCode::OK {
         return Err(reply.into_error(op));
     }
@@ -103,8 +108,8 @@ pub fn parse_reply(body: Value) -> Result<LookupReply, IronicError> {
     } else {
         return Err(bad("it has neither config nor heartbeat_timeout"));
     };
-    let config: LookupConfig =
-        serde_json::from_value(config_value).map_err(|e| bad(&format!("its config is malformed ({e})")))?;
+    let config: LookupConfig = serde_json::from_value(config_value)
+        .map_err(|e| bad(&format!("its config is malformed ({e})")))?;
     if !(config.heartbeat_timeout.is_finite() && config.heartbeat_timeout > 0.0) {
         return Err(bad("its heartbeat_timeout is not a positive number"));
     }
@@ -134,9 +139,13 @@ pub async fn lookup_node(
         };
         if last.status() == Some(409) {
             // The conductor holds the node lock; hammering it makes things worse.
-            let pause = Duration::from_secs(CONFLICT_PAUSES[conflicts.min(CONFLICT_PAUSES.len() - 1)]);
+            let pause =
+                Duration::from_secs(CONFLICT_PAUSES[conflicts.min(CONFLICT_PAUSES.len() - 1)]);
             conflicts += 1;
-            tracing::warn!("{last}; pausing {} s before the next lookup", pause.as_secs());
+            tracing::warn!(
+                "{last}; pausing {} s before the next lookup",
+                pause.as_secs()
+            );
             tokio::time::sleep(pause).await;
         } else if last.status() == Some(404) {
             // The normal answer until the node reaches a state that allows lookup.

@@ -4,6 +4,8 @@
 //! A step is listed only when it is implemented. Each step declares its interface, its default
 //! priority for each kind it belongs to, whether it may be aborted, and its arguments.
 
+pub mod write_image;
+
 use crate::context::AgentContext;
 use crate::errors::{CommandError, ErrorKind};
 use serde_json::{json, Map, Value};
@@ -112,7 +114,18 @@ pub struct StepRegistry {
 impl StepRegistry {
     /// The steps, with priorities resolved from the configuration.
     pub fn new(_config: &crate::config::Config) -> Self {
-        Self { steps: Vec::new() }
+        let mut r = Self::default();
+        r.register(StepSpec {
+            name: "write_image",
+            interface: "deploy",
+            clean_priority: None,
+            deploy_priority: Some(0),
+            service_priority: Some(0),
+            abortable: false,
+            argsinfo: None,
+            run: Arc::new(|ctx, call| Box::pin(write_image::run(ctx, call.args))),
+        });
+        r
     }
 
     pub fn register(&mut self, spec: StepSpec) {
@@ -134,7 +147,9 @@ impl StepRegistry {
     }
 
     pub fn find(&self, kind: StepKind, name: &str) -> Option<&StepSpec> {
-        self.steps.iter().find(|s| s.name == name && s.priority(kind).is_some())
+        self.steps
+            .iter()
+            .find(|s| s.name == name && s.priority(kind).is_some())
     }
 }
 
@@ -151,13 +166,19 @@ pub async fn execute(
     let name = step["step"].as_str().ok_or_else(|| {
         CommandError::new(
             kind.error_kind(),
-            format!("the {} step request names no step (missing \"step\" key)", kind.name()),
+            format!(
+                "the {} step request names no step (missing \"step\" key)",
+                kind.name()
+            ),
         )
     })?;
     let spec = ctx.steps.find(kind, name).cloned().ok_or_else(|| {
         CommandError::new(
             ErrorKind::CommandExecution,
-            format!("{} step {name} is not implemented by this agent", kind.name()),
+            format!(
+                "{} step {name} is not implemented by this agent",
+                kind.name()
+            ),
         )
     })?;
     let args = match &step["args"] {
@@ -166,7 +187,10 @@ pub async fn execute(
         other => {
             return Err(CommandError::new(
                 ErrorKind::InvalidCommandParams,
-                format!("the args of {} step {name} must be an object, not {other}", kind.name()),
+                format!(
+                    "the args of {} step {name} must be an object, not {other}",
+                    kind.name()
+                ),
             ))
         }
     };
@@ -230,14 +254,18 @@ mod tests {
             clean["hardware_manager_version"],
             json!({"generic_hardware_manager": "1.2"})
         );
-        let steps = clean["clean_steps"]["GenericHardwareManager"].as_array().unwrap();
+        let steps = clean["clean_steps"]["GenericHardwareManager"]
+            .as_array()
+            .unwrap();
         assert_eq!(steps.len(), 1);
         assert_eq!(
             steps[0],
             json!({"step": "erase_devices_metadata", "priority": 99, "interface": "deploy", "reboot_requested": false, "abortable": true})
         );
         let deploy = r.list(StepKind::Deploy);
-        let steps = deploy["deploy_steps"]["GenericHardwareManager"].as_array().unwrap();
+        let steps = deploy["deploy_steps"]["GenericHardwareManager"]
+            .as_array()
+            .unwrap();
         assert_eq!(steps.len(), 2);
         assert!(steps.iter().all(|s| s.get("abortable").is_none()));
         assert!(r.find(StepKind::Clean, "write_image").is_none());
@@ -247,8 +275,16 @@ mod tests {
     #[test]
     fn version_mismatch_is_detected() {
         assert!(check_version(StepKind::Clean, None).is_ok());
-        assert!(check_version(StepKind::Clean, Some(&json!({"generic_hardware_manager": "1.2"}))).is_ok());
-        let e = check_version(StepKind::Clean, Some(&json!({"generic_hardware_manager": "1.1"}))).unwrap_err();
+        assert!(check_version(
+            StepKind::Clean,
+            Some(&json!({"generic_hardware_manager": "1.2"}))
+        )
+        .is_ok());
+        let e = check_version(
+            StepKind::Clean,
+            Some(&json!({"generic_hardware_manager": "1.1"})),
+        )
+        .unwrap_err();
         assert_eq!(e.kind, "VersionMismatch");
         assert_eq!(e.code, 409);
     }

@@ -44,7 +44,12 @@ pub fn start_agent(ironic: &FakeIronic, state_dir: &Path, extra: &str) -> Runnin
     start_agent_on(ironic, state_dir, free_port(), extra)
 }
 
-pub fn start_agent_on(ironic: &FakeIronic, state_dir: &Path, port: u16, extra: &str) -> RunningAgent {
+pub fn start_agent_on(
+    ironic: &FakeIronic,
+    state_dir: &Path,
+    port: u16,
+    extra: &str,
+) -> RunningAgent {
     let config = Config::from_cmdline(&agent_cmdline(ironic, port, extra));
     let opts = RunOptions {
         config,
@@ -86,7 +91,10 @@ impl Conductor {
     }
 
     pub async fn post(&self, name: &str, params: Value, wait: bool) -> (u16, Value) {
-        let url = format!("{}/v1/commands/?wait={wait}&agent_token={}", self.base, self.token);
+        let url = format!(
+            "{}/v1/commands/?wait={wait}&agent_token={}",
+            self.base, self.token
+        );
         let resp = self
             .http
             .post(url)
@@ -99,13 +107,20 @@ impl Conductor {
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let resp = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn commands(&self) -> Vec<Value> {
-        let (s, v) = self.get(&format!("/v1/commands/?agent_token={}", self.token)).await;
+        let (s, v) = self
+            .get(&format!("/v1/commands/?agent_token={}", self.token))
+            .await;
         assert_eq!(s, 200, "{v}");
         v["commands"].as_array().cloned().unwrap_or_default()
     }

@@ -42,7 +42,8 @@ impl Canned {
 
     /// Ironic's error envelope with `faultstring`.
     pub fn error(status: u16, faultstring: &str) -> Self {
-        let inner = json!({"faultcode": "Client", "faultstring": faultstring, "debuginfo": null}).to_string();
+        let inner = json!({"faultcode": "Client", "faultstring": faultstring, "debuginfo": null})
+            .to_string();
         Self {
             status,
             body: json!({ "error_message": inner }),
@@ -112,7 +113,13 @@ impl FakeIronic {
     }
 
     /// Waits until at least `n` requests under `path_prefix` were answered with `status`.
-    pub async fn wait_for(&self, path_prefix: &str, status: u16, n: usize, timeout: Duration) -> Vec<Recorded> {
+    pub async fn wait_for(
+        &self,
+        path_prefix: &str,
+        status: u16,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<Recorded> {
         let deadline = Instant::now() + timeout;
         loop {
             let got: Vec<Recorded> = self
@@ -126,7 +133,10 @@ impl FakeIronic {
             assert!(
                 Instant::now() < deadline,
                 "timed out waiting for {n} x {status} on {path_prefix}; saw {:?}",
-                self.requests(path_prefix).iter().map(|r| r.status).collect::<Vec<_>>()
+                self.requests(path_prefix)
+                    .iter()
+                    .map(|r| r.status)
+                    .collect::<Vec<_>>()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -193,9 +203,10 @@ fn route(s: &mut Script, method: &str, path: &str, version: Option<&str>) -> Can
                                   "permitted_image_formats": ["raw", "gpt", "qcow2", "iso"], "agent_md5_checksum_enable": true}}),
             )
         }
-        ("POST", p) if p.starts_with("/v1/heartbeat/") => {
-            s.heartbeats.pop_front().unwrap_or(Canned::new(202, Value::Null))
-        }
+        ("POST", p) if p.starts_with("/v1/heartbeat/") => s
+            .heartbeats
+            .pop_front()
+            .unwrap_or(Canned::new(202, Value::Null)),
         ("POST", "/v1/continue_inspection") => Canned::new(202, json!({"uuid": NODE_UUID})),
         _ => Canned::error(404, "Resource could not be found."),
     }
