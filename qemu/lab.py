@@ -287,16 +287,17 @@ class Lab:
     def provision(self, ident: str, target: str, **extra) -> None:
         self.api("PUT", f"/v1/nodes/{ident}/states/provision", {"target": target, **extra})
 
-    def wait_state(self, ident: str, want: str | tuple, timeout: float, fail=()) -> dict:
-        """Poll until provision_state is one of `want` (and no target is pending); a state in
-        `fail` or the deadline raises with Ironic's last_error."""
+    def wait_state(self, ident: str, want: str | tuple, timeout: float, fail=(),
+                   settled: bool = True) -> dict:
+        """Poll until provision_state is one of `want` (and, when `settled`, no target is
+        pending); a state in `fail` or the deadline raises with Ironic's last_error."""
         want = (want,) if isinstance(want, str) else want
         deadline = time.time() + timeout
         node = {}
         while time.time() < deadline:
             node = self.node(ident)
             st = node["provision_state"]
-            if st in want and not node.get("target_provision_state"):
+            if st in want and not (settled and node.get("target_provision_state")):
                 return node
             if st in fail:
                 raise LabError(f"node {ident} reached {st!r} (wanted {want}); "
@@ -428,6 +429,7 @@ deploy_logs_local_path = {work}/deploy-logs
 [inspector]
 power_off = false
 hooks = $default_hooks,memory,cpu-capabilities,root-device
+add_ports = all
 
 [inventory]
 data_backend = database

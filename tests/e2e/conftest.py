@@ -1,0 +1,50 @@
+"""Shared fixtures of the end-to-end tests (real Ironic, sushy-tools, QEMU).
+
+Run them with tests/e2e/run.sh: it enters the lab's network namespace (qemu/netns-run) and
+uses the venv made by qemu/setup-host.sh. The ramdisk must be built (initramfs/build.sh).
+Each run works in build/e2e/ (wiped at the start, kept afterwards: Ironic's log, the BMC's
+power events, every VM console with host timestamps).
+"""
+import os
+import shutil
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "qemu"))
+
+import lab as lablib  # noqa: E402
+
+BUILD = os.path.join(REPO, "build")
+KERNEL = os.path.join(BUILD, "ironic-agent.kernel")
+VMLINUX = os.path.join(BUILD, "ironic-agent.vmlinux")
+INITRAMFS = os.path.join(BUILD, "ironic-agent.initramfs")
+WORK = os.environ.get("E2E_WORK", os.path.join(BUILD, "e2e"))
+
+
+def pytest_configure(config):
+    if os.path.isdir(WORK):
+        shutil.rmtree(WORK)
+    os.makedirs(WORK)
+
+
+@pytest.fixture(scope="session")
+def artifacts():
+    for f in (KERNEL, VMLINUX, INITRAMFS):
+        if not os.path.isfile(f):
+            pytest.fail(f"{f} is missing: run initramfs/build.sh first")
+    return {"kernel": KERNEL, "vmlinux": VMLINUX, "initramfs": INITRAMFS}
+
+
+@pytest.fixture(scope="session")
+def netns():
+    if not lablib.in_lab_netns():
+        pytest.fail(f"{lablib.LAB_IP} is not local: run the e2e tests through tests/e2e/run.sh")
+
+
+@pytest.fixture
+def workdir(request):
+    d = os.path.join(WORK, request.node.name)
+    os.makedirs(d, exist_ok=True)
+    return d
