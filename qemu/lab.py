@@ -270,7 +270,7 @@ class Lab:
                 "deploy_ramdisk": f"{self.http_url}/ironic-agent.initramfs",
                 "fast_track": fast_track,
                 # the conductor reaches the agent through the VM's hostfwd on 127.0.0.1
-                "kernel_append_params": f"console=ttyS0,115200 ipa-advertise-host=127.0.0.1 "
+                "kernel_append_params": f"console=ttyS0,115200 quiet ipa-advertise-host=127.0.0.1 "
                                         f"ipa-advertise-port={n.agent_port}",
             },
             "properties": {"cpu_arch": "x86_64", "capabilities": f"boot_mode:{self.boot_mode}"},

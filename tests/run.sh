@@ -1,0 +1,19 @@
+#!/bin/bash
+# The project's test command: formatting, lints, unit and integration tests, then the
+# end-to-end tests (the ramdisk under QEMU, driven by a real Ironic through a Redfish BMC).
+#   tests/run.sh            everything
+#   tests/run.sh --no-e2e   Rust checks only
+# Needs qemu/setup-host.sh once (packages, venv); it is re-run here and only checks.
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+cd "$REPO"
+E2E=1
+[ "${1:-}" = "--no-e2e" ] && E2E=0
+step() { echo; echo "==== $* ($(date +%T))"; }
+step "cargo fmt --check";   cargo fmt --all -- --check
+step "cargo clippy";        cargo clippy --all-targets -- -D warnings
+step "cargo test";          cargo test
+[ "$E2E" = 1 ] || exit 0
+step "host packages and venv"; qemu/setup-host.sh
+step "ramdisk";             initramfs/build.sh
+step "end-to-end tests";    tests/e2e/run.sh
