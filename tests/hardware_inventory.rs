@@ -358,3 +358,23 @@ fn whole_inventory_serialises_with_the_contract_keys() {
     assert_eq!(inv.disks.len(), 7);
     assert_eq!(inv.interfaces.len(), 4);
 }
+
+#[test]
+fn physical_memory_from_smbios_dimms() {
+    // DIMMs: 32 GiB (extended size) + 512 kB (under a MiB, truncated away as IPA does) + an empty slot.
+    let dir = tempfile::tempdir().unwrap();
+    let tables = dir.path().join("sys/firmware/dmi/tables");
+    std::fs::create_dir_all(&tables).unwrap();
+    let src =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hardware/synthetic-smbios");
+    std::fs::copy(src.join("DMI"), tables.join("DMI")).unwrap();
+    std::fs::create_dir_all(dir.path().join("proc")).unwrap();
+    std::fs::write(
+        dir.path().join("proc/meminfo"),
+        "MemTotal:       32500000 kB\n",
+    )
+    .unwrap();
+    let mem = get_memory(&HostRoot::new(dir.path()));
+    assert_eq!(mem.total, Some(32500000 * 1024));
+    assert_eq!(mem.physical_mb, Some(32768));
+}

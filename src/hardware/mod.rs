@@ -11,6 +11,7 @@ mod by_path;
 pub mod cpu;
 mod disk_ids;
 pub mod disks;
+pub mod dmi_decode;
 pub mod lldp;
 pub mod memory;
 pub mod nics;
