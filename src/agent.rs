@@ -81,6 +81,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     tokio::time::sleep(ctx.config.hardware_initialization_delay).await;
     wait_for_interfaces(&ctx.host).await;
+    if ctx.config.inspection_enabled() {
+        // Inspection reports addresses: wait for DHCP before taking the inventory.
+        crate::inspect::wait_for_dhcp(&ctx.host, &ctx.config).await;
+    }
     let inventory = inventory(&ctx).await?;
 
     let node_uuid = if ctx.config.inspection_enabled() {

@@ -2,18 +2,19 @@
 //! to the inspector or Ironic, and hand the node UUID from the reply to the lookup.
 //!
 //! Collector failures are gathered into the body's `error` field, not raised: the data is posted
-//! anyway, and Ironic's `ramdisk-error` hook decides what the failure means.
+//! anyway, and Ironic's `ramdisk-error` hook decides what the failure means. Unlike IPA, an
+//! unknown collector name does not void the whole inspection: it is one more listed failure.
 
 use crate::config::Config;
 use crate::context::AgentContext;
-use crate::hardware::Inventory;
+use crate::hardware::{HostRoot, Inventory};
 use crate::ironic::inspection::{post_inspection, InspectionOutcome};
 use crate::ironic::IronicClient;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
 /// The collectors this agent implements, in the names IPA uses.
-pub const KNOWN_COLLECTORS: &[&str] = &["default", "logs"];
+pub const KNOWN_COLLECTORS: &[&str] = &["default", "logs", "pci-devices", "numa-topology", "lldp"];
 
 /// Builds the inspection body by running `collectors` in order.
 pub async fn collect(
@@ -32,17 +33,14 @@ pub async fn collect(
             }
         }
     }
-    data.insert(
-        "error".into(),
-        if errors.is_empty() {
-            Value::Null
-        } else {
-            json!(format!(
-                "The following errors were encountered:\n* {}",
-                errors.join("\n* ")
-            ))
-        },
-    );
+    let error = match errors.is_empty() {
+        true => Value::Null,
+        false => json!(format!(
+            "The following errors were encountered:\n* {}",
+            errors.join("\n* ")
+        )),
+    };
+    data.insert("error".into(), error);
     Value::Object(data)
 }
 
@@ -52,76 +50,132 @@ async fn run_collector(
     name: &str,
     data: &mut Map<String, Value>,
 ) -> Result<(), String> {
-    match name {
-        "default" => {
-            wait_for_dhcp(&ctx.config).await;
-            data.insert(
-                "inventory".into(),
-                serde_json::to_value(inventory).map_err(|e| e.to_string())?,
-            );
-            data.insert("boot_interface".into(), json!(ctx.config.bootif));
-            data.insert(
-                "configuration".into(),
-                json!({
-                    "collectors": ctx.config.collectors(),
-                    "managers": [{"name": crate::steps::MANAGER_NAME, "version": crate::steps::MANAGER_VERSION}],
-                }),
-            );
-            Ok(())
-        }
+    let (key, value) = match name {
+        "default" => return default_collector(ctx, inventory, data),
         "logs" => {
-            let c = ctx.clone();
-            let archive = tokio::task::spawn_blocking(move || {
-                crate::logs::archive_base64(&crate::logs::collect_entries(&c.host, c.state.path()))
-            })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-            data.insert("logs".into(), json!(archive));
-            Ok(())
+            let archive = blocking(ctx, |host, _, state| {
+                crate::logs::archive_base64(&crate::logs::collect_entries(host, state))
+                    .map_err(|e| e.to_string())
+            });
+            ("logs", Value::String(archive.await?))
         }
-        other => Err(format!(
-            "{other} is not a collector this agent implements (known: {})",
-            KNOWN_COLLECTORS.join(", ")
-        )),
-    }
+        "pci-devices" => {
+            let v = blocking(ctx, |host, _, _| {
+                crate::hardware::pci::pci_devices(host).map_err(|e| e.to_string())
+            });
+            ("pci_devices", v.await?)
+        }
+        "numa-topology" => {
+            let v = blocking(ctx, |host, _, _| {
+                crate::hardware::numa::numa_topology(host).map_err(|e| e.to_string())
+            });
+            ("numa_topology", v.await?)
+        }
+        "lldp" => {
+            let v = blocking(ctx, |host, config, _| {
+                Ok(crate::hardware::lldp::lldp_raw(
+                    &non_loopback_interfaces(host),
+                    config.lldp_timeout,
+                ))
+            });
+            ("lldp_raw", v.await?)
+        }
+        other => {
+            return Err(format!(
+                "{other} is not a collector this agent implements (known: {})",
+                KNOWN_COLLECTORS.join(", ")
+            ))
+        }
+    };
+    data.insert(key.into(), value);
+    Ok(())
 }
 
-/// Waits for DHCP before inspecting: the BOOTIF NIC, or every NIC with a MAC when
-/// `ipa-inspection-dhcp-all-interfaces` is set (or BOOTIF is unknown).
-async fn wait_for_dhcp(config: &Config) {
+/// `inventory`, `root_disk`, `boot_interface` and `configuration`, as IPA's default collector.
+fn default_collector(
+    ctx: &AgentContext,
+    inventory: &Inventory,
+    data: &mut Map<String, Value>,
+) -> Result<(), String> {
+    data.insert(
+        "inventory".into(),
+        serde_json::to_value(inventory).map_err(|e| e.to_string())?,
+    );
+    // The disk a deploy without hints would pick, so Ironic's root-device hook agrees with it.
+    match crate::hardware::guess_root_disk(&inventory.disks) {
+        Ok(disk) => {
+            data.insert(
+                "root_disk".into(),
+                serde_json::to_value(disk).map_err(|e| e.to_string())?,
+            );
+        }
+        Err(e) => tracing::warn!("no suitable root device detected: {e}"),
+    }
+    data.insert("boot_interface".into(), json!(ctx.config.bootif));
+    data.insert(
+        "configuration".into(),
+        json!({
+            "collectors": ctx.config.collectors(),
+            "managers": [{"name": crate::steps::MANAGER_NAME, "version": crate::steps::MANAGER_VERSION}],
+        }),
+    );
+    Ok(())
+}
+
+/// Runs a blocking collector off the async workers.
+async fn blocking<F, T>(ctx: &Arc<AgentContext>, f: F) -> Result<T, String>
+where
+    F: FnOnce(&HostRoot, &Config, &std::path::Path) -> Result<T, String> + Send + 'static,
+    T: Send + 'static,
+{
+    let c = ctx.clone();
+    tokio::task::spawn_blocking(move || f(&c.host, &c.config, c.state.path()))
+        .await
+        .map_err(|e| e.to_string())?
+}
+
+fn non_loopback_interfaces(host: &HostRoot) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(host.path("/sys/class/net")) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n != "lo")
+        .collect();
+    names.sort();
+    names
+}
+
+/// Waits for DHCP before inspecting (contract §1.2): the BOOTIF NIC, or every NIC when
+/// `ipa-inspection-dhcp-all-interfaces` is set. Without BOOTIF there is nothing to wait for.
+pub async fn wait_for_dhcp(host: &HostRoot, config: &Config) {
     if config.inspection_dhcp_wait_timeout.is_zero() {
         return;
     }
-    let ifaces: Vec<String> = match (config.inspection_dhcp_all_interfaces, config.bootif_mac()) {
-        (false, Some(mac)) => interface_with_mac(&mac).into_iter().collect(),
-        _ => physical_interfaces(),
+    let names = crate::hardware::nics::interface_names(host);
+    let ifaces: Vec<String> = if config.inspection_dhcp_all_interfaces {
+        names
+    } else if let Some(mac) = config.bootif_mac() {
+        names
+            .into_iter()
+            .filter(|n| interface_mac(host, n).is_some_and(|m| m.eq_ignore_ascii_case(&mac)))
+            .collect()
+    } else {
+        tracing::warn!(
+            "no PXE boot interface known (BOOTIF); not waiting for DHCP before inspection"
+        );
+        return;
     };
     if !ifaces.is_empty() {
         crate::net::wait_for_ipv4(&ifaces, config.inspection_dhcp_wait_timeout).await;
     }
 }
 
-fn physical_interfaces() -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter(|e| e.path().join("device").exists())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect()
-}
-
-fn interface_with_mac(mac: &str) -> Option<String> {
-    std::fs::read_dir("/sys/class/net")
-        .ok()?
-        .flatten()
-        .find_map(|e| {
-            let addr = std::fs::read_to_string(e.path().join("address")).ok()?;
-            (addr.trim().eq_ignore_ascii_case(mac))
-                .then(|| e.file_name().into_string().ok())
-                .flatten()
-        })
+fn interface_mac(host: &HostRoot, name: &str) -> Option<String> {
+    std::fs::read_to_string(host.path(&format!("/sys/class/net/{name}/address")))
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 /// Runs inspection; returns the node UUID the inspector or Ironic named, if any.
@@ -153,8 +207,8 @@ pub async fn inspect(
                 uuid.as_deref().unwrap_or("(not named)")
             );
             if body["error"].is_string() {
-                // As IPA: collector failures are reported after the post, and then the node UUID
-                // is not used for lookup.
+                // As IPA: collector failures count after the post, and then the node UUID is
+                // not used for lookup.
                 tracing::error!(
                     "inspection finished with collector errors: {}",
                     body["error"]

@@ -133,3 +133,93 @@ pub fn tempdir() -> tempfile::TempDir {
 pub fn state_path(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("state")
 }
+
+/// A fake host under a temporary root: one NIC and the given disks, each backed by a sparse
+/// regular file at `<root>/dev/<name>` (what the agent writes to under a fixture root).
+pub fn fixture_host(disks: &[(&str, u64)]) -> tempfile::TempDir {
+    let root = tempdir();
+    let w = |rel: &str, v: &str| {
+        let p = root.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, v).unwrap();
+    };
+    w("sys/class/net/eth0/address", "52:54:00:12:34:56\n");
+    w("sys/class/net/eth0/carrier", "1\n");
+    std::fs::create_dir_all(root.path().join("sys/class/net/eth0/device")).unwrap();
+    std::fs::create_dir_all(root.path().join("dev")).unwrap();
+    std::fs::create_dir_all(root.path().join("sys/bus/pci/devices")).unwrap();
+    for (i, (name, size)) in disks.iter().enumerate() {
+        w(
+            &format!("sys/block/{name}/size"),
+            &format!("{}\n", size / 512),
+        );
+        w(
+            &format!("sys/block/{name}/dev"),
+            &format!("252:{}\n", i * 16),
+        );
+        w(&format!("sys/block/{name}/queue/rotational"), "0\n");
+        w(
+            &format!("sys/block/{name}/queue/logical_block_size"),
+            "512\n",
+        );
+        let f = std::fs::File::create(root.path().join("dev").join(name)).unwrap();
+        f.set_len(*size).unwrap();
+    }
+    root
+}
+
+/// Like [`start_agent_on`], but reading the host from `host_root`.
+pub fn start_agent_with_host(
+    ironic: &FakeIronic,
+    state_dir: &Path,
+    host_root: &Path,
+    extra: &str,
+) -> RunningAgent {
+    let port = free_port();
+    let config = Config::from_cmdline(&agent_cmdline(ironic, port, extra));
+    let opts = RunOptions {
+        config,
+        state_dir: state_dir.to_path_buf(),
+        allow_devices: vec![],
+        ca_file: None,
+        host: HostRoot::new(host_root),
+    };
+    RunningAgent {
+        port,
+        task: tokio::spawn(run(opts)),
+    }
+}
+
+impl Conductor {
+    /// Posts `name` without waiting, then polls until it is no longer RUNNING (as Ironic does
+    /// on heartbeats).
+    pub async fn run_async(&self, name: &str, params: Value) -> Value {
+        let (s, r) = self.post(name, params, false).await;
+        assert_eq!(s, 200, "{r}");
+        let id = r["id"].as_str().unwrap().to_string();
+        let (_, done) = self
+            .get(&format!(
+                "/v1/commands/{id}?wait=true&agent_token={}",
+                self.token
+            ))
+            .await;
+        done
+    }
+}
+
+/// A small whole-disk image: an MBR with disk signature 0x1a2b3c4d and one partition, then
+/// noise and zeros.
+pub fn mbr_disk_image(size: usize) -> Vec<u8> {
+    let mut d = super::raw_image(size, 7);
+    d[440..444].copy_from_slice(&0x1a2b_3c4du32.to_le_bytes());
+    d[444..446].fill(0);
+    let mut entry = [0u8; 16];
+    entry[4] = 0x83;
+    entry[8..12].copy_from_slice(&2048u32.to_le_bytes());
+    entry[12..16].copy_from_slice(&(((size as u32) / 512) - 2048).to_le_bytes());
+    d[446..462].copy_from_slice(&entry);
+    d[462..510].fill(0);
+    d[510] = 0x55;
+    d[511] = 0xaa;
+    d
+}
