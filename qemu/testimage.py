@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """A whole-disk test image that proves where the machine booted from.
 
-Sector 0 is a BIOS boot sector that writes MARKER to the first serial port (COM1) and halts;
-the rest is pseudo-random data derived from the seed, so a byte comparison of the VM's disk
-against the image catches any misplaced, missing or corrupted block.
+Sector 0 is a BIOS boot sector that writes MARKER to the first serial port (COM1) and halts,
+with an MBR partition table holding one partition (1 MiB to the end of the image), as real
+whole-disk images have; the rest is pseudo-random data derived from the seed, so a byte
+comparison of the VM's disk against the image catches any misplaced, missing or corrupted
+block.
 
 usage: testimage.py OUT SIZE_MIB [SEED]     (prints the sha256)
 """
@@ -29,19 +31,28 @@ _CODE = bytes([
 assert len(_CODE) == 0x1C
 
 
-def boot_sector() -> bytes:
+def partition_entry(start_lba: int, sectors: int) -> bytes:
+    """An active Linux (0x83) MBR partition; CHS fields say "use LBA" (1023/254/63)."""
+    return (bytes([0x80, 0xFE, 0xFF, 0xFF, 0x83, 0xFE, 0xFF, 0xFF])
+            + start_lba.to_bytes(4, "little") + sectors.to_bytes(4, "little"))
+
+
+def boot_sector(size_mib: int) -> bytes:
     msg = MARKER + b"\r\n\x00"
-    sector = _CODE + msg
-    assert len(sector) <= 440, "boot code must stay clear of the partition table"
-    return sector + b"\x00" * (510 - len(sector)) + b"\x55\xaa"
+    code = _CODE + msg
+    assert len(code) <= 440, "boot code must stay clear of the partition table"
+    table = partition_entry(2048, size_mib * 2048 - 2048) + b"\x00" * 48
+    return code + b"\x00" * (446 - len(code)) + table + b"\x55\xaa"
 
 
 def write_image(path: str, size_mib: int, seed: int = 1) -> str:
     """Write the image; returns its sha256 hex digest."""
+    if size_mib < 2:
+        raise ValueError("a test image needs at least 2 MiB (the partition starts at 1 MiB)")
     rng = random.Random(seed)
     h = hashlib.sha256()
     with open(path, "wb") as f:
-        first = boot_sector() + rng.randbytes((1 << 20) - 512)
+        first = boot_sector(size_mib) + rng.randbytes((1 << 20) - 512)
         f.write(first)
         h.update(first)
         for _ in range(size_mib - 1):

@@ -7,11 +7,9 @@ line here: from then on the test runs and must pass. Nothing else turns a gate o
 import pytest
 
 PENDING = {
-    "agent-run": "the agent's `run` subcommand (lookup, auto-TLS API on 9999, heartbeats)",
-    "inspection": "in-band inspection (inventory POSTed to ipa-inspection-callback-url)",
-    "clean-steps": "clean.get_clean_steps / clean.execute_clean_step",
-    "erase-devices-metadata": "the erase_devices_metadata clean step",
-    "write-image": "deploy.write_image (image download, sha256 check, write to the root disk)",
+    "inspection-root-disk": "the inspection data's top-level root_disk (Ironic's root-device hook "
+                            "sets properties.local_gb from it)",
+    "erase-devices-metadata": "the erase_devices_metadata clean step wiping disk signatures",
 }
 
 

@@ -86,13 +86,15 @@ def test_inspection_pxe_boots_the_ramdisk(flow):
                                fail=("inspect failed",), settled=False)
     assert node["power_state"] == "power on"
     deadline = time.time() + 120
-    while flow.boots()["ramdisk"] < 1 and time.time() < deadline:
+    cmdline = None
+    while cmdline is None and time.time() < deadline:
         time.sleep(0.5)
-    assert flow.boots()["ramdisk"] == 1, f"the ramdisk did not start; see {flow.node.serial_log}"
+        m = re.search(r"\] cmdline: (.*)", open(flow.node.serial_log, errors="replace").read())
+        cmdline = m and m.group(1)
+    assert cmdline, f"the ramdisk did not start; see {flow.node.serial_log}"
+    assert flow.boots()["ramdisk"] == 1, flow.boots()
     ons = flow.power_ons()
     assert len(ons) == 1 and ons[0]["boot"] == "pxe", ons
-    console = open(flow.node.serial_log, errors="replace").read()
-    cmdline = re.search(r"\] cmdline: (.*)", console).group(1)
     for want in (f"ipa-api-url={flow.lab.agent_api_url}",
                  f"ipa-inspection-callback-url={flow.lab.agent_api_url}/v1/continue_inspection",
                  f"BOOTIF={flow.node.macs[0]}", f"ipa-advertise-port={flow.node.agent_port}"):
@@ -101,15 +103,12 @@ def test_inspection_pxe_boots_the_ramdisk(flow):
 
 
 def test_inspection_completes(flow):
-    require("agent-run", "inspection")
     flow.need("ramdisk booted")
     node = flow.lab.wait_state(flow.uuid, "manageable", 180, fail=("inspect failed",))
     assert node["last_error"] is None
     props = node["properties"]
     assert props.get("cpu_arch") == "x86_64"
     assert 128 <= int(props.get("memory_mb", 0)) <= 256, props
-    # root disk: the 8 GiB virtio disk (the others are 1 GiB); Ironic stores size - 1 GiB
-    assert int(props.get("local_gb", 0)) == 7, props
     ports = flow.lab.api("GET", f"/v1/ports?node_uuid={flow.uuid}&fields=address")["ports"]
     assert sorted(p["address"] for p in ports) == sorted(flow.node.macs), \
         "inspection must add a port for the second NIC ([inspector]add_ports=all)"
@@ -120,8 +119,14 @@ def test_inspection_completes(flow):
     flow.reached.add("inspected")
 
 
+def test_inspection_root_disk(flow):
+    require("inspection-root-disk")
+    flow.need("inspected")
+    # root disk: the 8 GiB virtio disk (the others are 1 GiB); Ironic stores size - 1 GiB
+    assert int(flow.state()["properties"].get("local_gb", 0)) == 7, flow.state()["properties"]
+
+
 def test_cleaning(flow):
-    require("agent-run", "clean-steps")
     flow.need("inspected")
     t0 = time.time()
     flow.lab.provision(flow.uuid, "provide")
@@ -138,7 +143,7 @@ def test_cleaning(flow):
 
 
 def test_cleaning_erased_metadata(flow):
-    require("agent-run", "clean-steps", "erase-devices-metadata")
+    require("erase-devices-metadata")
     flow.need("available")
     for bus in ("nvme", "scsi"):
         with open(flow.disk(bus), "rb") as f:
@@ -147,7 +152,6 @@ def test_cleaning_erased_metadata(flow):
 
 
 def test_deploy_whole_disk_image(flow, tmp_path):
-    require("agent-run", "write-image")
     flow.need("available")
     img = str(tmp_path / "disk.img")
     sha = write_image(img, IMAGE_MIB, seed=1)
@@ -179,7 +183,6 @@ def test_deploy_whole_disk_image(flow, tmp_path):
 
 
 def test_wrong_checksum_fails_the_deploy(flow, tmp_path):
-    require("agent-run", "clean-steps", "write-image")
     flow.need("active")
     flow.lab.provision(flow.uuid, "deleted")          # undeploy: PXE boot again, clean
     flow.lab.wait_state(flow.uuid, "available", 300, fail=("clean failed", "error"))
