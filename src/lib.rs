@@ -9,6 +9,7 @@ pub mod api;
 pub mod commands;
 pub mod config;
 pub mod context;
+pub mod disk;
 pub mod errors;
 pub mod hardware;
 pub mod image;
