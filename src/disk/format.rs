@@ -102,8 +102,13 @@ pub fn swap(
     let n = name.len().min(15);
     hdr[SWAP_HEADER + 28..SWAP_HEADER + 28 + n].copy_from_slice(&name[..n]);
     hdr[page - SWAP_MAGIC.len()..].copy_from_slice(SWAP_MAGIC);
-    disk.write_all_at(&hdr, start)
-        .map_err(|e| DiskError::io(&format!("writing the swap header at byte {start} of"), device, e))
+    disk.write_all_at(&hdr, start).map_err(|e| {
+        DiskError::io(
+            &format!("writing the swap header at byte {start} of"),
+            device,
+            e,
+        )
+    })
 }
 
 #[cfg(test)]
@@ -150,7 +155,10 @@ mod tests {
         assert!(info.uuid.is_some());
         let raw = std::fs::read(&p).unwrap();
         assert_eq!(&raw[4096 - 10..4096], b"SWAPSPACE2");
-        assert_eq!(u32::from_le_bytes(raw[1028..1032].try_into().unwrap()), 4095);
+        assert_eq!(
+            u32::from_le_bytes(raw[1028..1032].try_into().unwrap()),
+            4095
+        );
     }
 
     #[test]

@@ -199,7 +199,11 @@ pub fn logical_sector_size(file: &File, path: &Path) -> Result<u64, DiskError> {
     nix::ioctl_read_bad!(blksszget, 0x1268, libc::c_int);
     let mut ssz: libc::c_int = 0;
     // SAFETY: BLKSSZGET writes one int.
-    unsafe { blksszget(file.as_raw_fd(), &mut ssz) }
-        .map_err(|e| DiskError::Invalid(format!("reading the sector size of {} failed: {e}", path.display())))?;
+    unsafe { blksszget(file.as_raw_fd(), &mut ssz) }.map_err(|e| {
+        DiskError::Invalid(format!(
+            "reading the sector size of {} failed: {e}",
+            path.display()
+        ))
+    })?;
     Ok(u64::try_from(ssz).unwrap_or(512).max(512))
 }

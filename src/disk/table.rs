@@ -446,10 +446,7 @@ fn add_mbr_at_end(
     let limit_mib = MBR_LIMIT_SECTORS * 512 / MIB;
     let disk_mib = geo.size / MIB;
     let (start, end) = if disk_mib > limit_mib {
-        (
-            (limit_mib - size_mib - 1) * MIB,
-            (limit_mib - 1) * MIB,
-        )
+        ((limit_mib - size_mib - 1) * MIB, (limit_mib - 1) * MIB)
     } else {
         ((geo.size - size_mib * MIB) / MIB * MIB, geo.size)
     };
@@ -519,10 +516,19 @@ mod tests {
         ];
         let t = create(&f, &p, geo(&f, &p), Label::Gpt, &parts).unwrap();
         assert_eq!(t.partitions.len(), 3);
-        assert_eq!((t.partitions[0].start, t.partitions[0].size), (MIB, 8 * MIB));
+        assert_eq!(
+            (t.partitions[0].start, t.partitions[0].size),
+            (MIB, 8 * MIB)
+        );
         assert_eq!(t.partitions[1].start, 9 * MIB);
-        assert_eq!((t.partitions[2].start, t.partitions[2].size), (13 * MIB, 16 * MIB));
-        assert_eq!(t.partitions[0].type_id, "c12a7328-f81f-11d2-ba4b-00a0c93ec93b");
+        assert_eq!(
+            (t.partitions[2].start, t.partitions[2].size),
+            (13 * MIB, 16 * MIB)
+        );
+        assert_eq!(
+            t.partitions[0].type_id,
+            "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
+        );
         let back = read(&f, &p, geo(&f, &p)).unwrap().unwrap();
         assert_eq!(back, t);
         // blkid sees the same table and the same PARTUUIDs

@@ -4,6 +4,9 @@
 //! A step is listed only when it is implemented. Each step declares its interface, its default
 //! priority for each kind it belongs to, whether it may be aborted, and its arguments.
 
+pub mod configdrive;
+pub mod node_caps;
+pub mod partition_image;
 pub mod write_image;
 
 use crate::context::AgentContext;

@@ -2,9 +2,11 @@
 //! disk, stream the image onto it through [`crate::image`], check the result and record the
 //! partition UUIDs Ironic asks for next.
 
+use super::{configdrive, partition_image};
 use crate::context::AgentContext;
 use crate::errors::{CommandError, ErrorKind, IntoCommandError};
 use crate::image::{write_image, ImageInfo, ImageSettings, Progress};
+use crate::safety::DiskGuard;
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,7 +44,9 @@ pub fn image_settings(ctx: &AgentContext) -> ImageSettings {
     settings
 }
 
-/// `prepare_image` semantics for whole-disk images; returns IPA's result sentence.
+/// `prepare_image`: the image onto the install disk (whole disk, or into the root partition of
+/// a fresh layout for partition images), the config drive, and the partition UUIDs
+/// `get_partition_uuids` reports next. Returns IPA's result sentence.
 pub async fn prepare_image(
     ctx: Arc<AgentContext>,
     image_info: &Value,
@@ -51,76 +55,161 @@ pub async fn prepare_image(
     let settings = image_settings(&ctx);
     let info = ImageInfo::parse(image_info, settings.md5_allowed)
         .map_err(IntoCommandError::into_command_error)?;
-    refuse_unsupported(image_info, configdrive)?;
     let request = info
         .to_request(&settings)
         .map_err(IntoCommandError::into_command_error)?;
     let device = target_disk(&ctx).await?;
-    tracing::info!("writing image {} to {}", info.id, device.display());
-    let report = write_image(
-        &request,
-        &device,
-        &ctx.guard,
-        progress_logger(info.id.clone()),
-    )
-    .await
-    .map_err(IntoCommandError::into_command_error)?;
+    let node = ctx.node().unwrap_or(Value::Null);
+    let node_uuid = image_info["node_uuid"]
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| ctx.node_uuid())
+        .unwrap_or_else(|| "local".into());
+    let layout = if partition_image::is_partition_image(image_info) {
+        Some(partition_image::Layout::from_request(
+            image_info, &node, &ctx.host,
+        )?)
+    } else {
+        None
+    };
+    // Fetched before anything is written: a bad config drive leaves the disk as it was.
+    let drive = match configdrive::requested(configdrive, image_info) {
+        Some(src) => Some(configdrive::load(&ctx, src, &node_uuid).await?),
+        None => None,
+    };
+    let target = Target {
+        request: &request,
+        id: &info.id,
+        device: &device,
+        node_uuid: &node_uuid,
+    };
+    let uuids = match layout {
+        Some(layout) => write_partition_image(&ctx, &target, layout, drive).await?,
+        None => {
+            write_whole_disk_image(&ctx, &target, drive).await?;
+            let dev = device.clone();
+            let root_uuid = blocking(&device, move || disk_identifier(&dev)).await?;
+            Map::from_iter([("root uuid".to_string(), json!(root_uuid))])
+        }
+    };
+    let root_uuid = uuids["root uuid"].as_str().unwrap_or_default().to_string();
+    let efi_uuid = uuids
+        .get("efi system partition uuid")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if let Ok(mut d) = ctx.deployment.lock() {
+        d.partition_uuids = uuids;
+    }
+    let mut message = format!(
+        "image ({}) written to device {} root_uuid={root_uuid}",
+        info.id,
+        device.display()
+    );
+    if let (Some("uefi"), Some(efi)) = (image_info["deploy_boot_mode"].as_str(), efi_uuid) {
+        message.push_str(&format!(" efi_system_partition_uuid={efi}"));
+    }
+    Ok(message)
+}
+
+/// What is written where.
+struct Target<'a> {
+    request: &'a crate::image::WriteRequest,
+    id: &'a str,
+    device: &'a Path,
+    node_uuid: &'a str,
+}
+
+/// Runs blocking disk work off the async workers.
+async fn blocking<T: Send + 'static>(
+    device: &Path,
+    f: impl FnOnce() -> Result<T, CommandError> + Send + 'static,
+) -> Result<T, CommandError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        CommandError::new(
+            ErrorKind::Deployment,
+            format!("working on {} failed: {e}", device.display()),
+        )
+    })?
+}
+
+/// The image through the pipeline onto `dest` (the disk, or the root partition).
+async fn stream(t: &Target<'_>, dest: &Path, guard: &DiskGuard) -> Result<(), CommandError> {
+    tracing::info!("writing image {} to {}", t.id, dest.display());
+    let report = write_image(t.request, dest, guard, progress_logger(t.id.to_string()))
+        .await
+        .map_err(IntoCommandError::into_command_error)?;
     tracing::info!(
         "image {} written to {}: {} bytes downloaded, {} ({} bytes) in {:.1} s",
-        info.id,
-        device.display(),
+        t.id,
+        dest.display(),
         report.bytes_downloaded,
         report.format,
         report.virtual_size,
         report.duration.as_secs_f64()
     );
-    let dev = device.clone();
-    let root_uuid = tokio::task::spawn_blocking(move || -> Result<String, CommandError> {
-        validate_partitioning(&dev)?;
-        disk_identifier(&dev)
-    })
-    .await
-    .map_err(|e| {
-        CommandError::new(
-            ErrorKind::Deployment,
-            format!("checking {} after the write failed: {e}", device.display()),
-        )
-    })??;
-    if let Ok(mut d) = ctx.deployment.lock() {
-        d.partition_uuids = Map::from_iter([("root uuid".to_string(), json!(root_uuid))]);
-    }
-    Ok(format!(
-        "image ({}) written to device {} root_uuid={root_uuid}",
-        info.id,
-        device.display()
-    ))
+    Ok(())
 }
 
-/// Partition images and configdrives are not written by this agent yet: fail before touching
-/// the disk rather than deploy something Ironic did not ask for.
-fn refuse_unsupported(image_info: &Value, configdrive: Option<&Value>) -> Result<(), CommandError> {
-    if image_info["image_type"].as_str() == Some("partition") {
-        return Err(CommandError::new(
-            ErrorKind::InvalidCommandParams,
-            format!(
-                "image {} is a partition image; this agent deploys whole-disk images only",
-                image_info["id"]
-            ),
-        ));
-    }
-    let drive = configdrive
-        .filter(|c| !c.is_null())
-        .or(image_info.get("configdrive").filter(|c| !c.is_null()));
-    if drive.is_some() {
-        return Err(CommandError::new(
-            ErrorKind::InvalidCommandParams,
-            format!(
-                "a configdrive was requested for image {}; this agent cannot write configdrives yet",
-                image_info["id"]
-            ),
-        ));
+async fn write_whole_disk_image(
+    ctx: &Arc<AgentContext>,
+    t: &Target<'_>,
+    drive: Option<Vec<u8>>,
+) -> Result<(), CommandError> {
+    stream(t, t.device, &ctx.guard).await?;
+    let dev = t.device.to_path_buf();
+    blocking(t.device, move || validate_partitioning(&dev)).await?;
+    if let Some(data) = drive {
+        let (dev, guard, node) = (
+            t.device.to_path_buf(),
+            ctx.guard.clone(),
+            t.node_uuid.to_string(),
+        );
+        let part = blocking(t.device, move || {
+            configdrive::add_to_whole_disk_at(&dev, &guard, &data, &node)
+        })
+        .await?;
+        tracing::info!(
+            "config drive for node {} written to partition {} of {}",
+            t.node_uuid,
+            part.number,
+            t.device.display()
+        );
     }
     Ok(())
+}
+
+/// The layout, the image into the root partition, then the UUIDs of what was made.
+async fn write_partition_image(
+    ctx: &Arc<AgentContext>,
+    t: &Target<'_>,
+    layout: partition_image::Layout,
+    drive: Option<Vec<u8>>,
+) -> Result<Map<String, Value>, CommandError> {
+    let (dev, guard, l, node) = (
+        t.device.to_path_buf(),
+        ctx.guard.clone(),
+        layout.clone(),
+        t.node_uuid.to_string(),
+    );
+    let prepared = blocking(t.device, move || {
+        partition_image::prepare(&dev, &guard, &l, drive.as_deref(), &node)
+    })
+    .await?;
+    let root = prepared
+        .node("root")
+        .map(Path::to_path_buf)
+        .ok_or_else(|| {
+            CommandError::new(ErrorKind::Deployment, "the layout has no root partition")
+        })?;
+    // The disk passed the guard when it was partitioned; its root partition may be written too.
+    let root_guard = DiskGuard::new(ctx.guard.is_ramdisk(), vec![root.clone()]);
+    stream(t, &root, &root_guard).await?;
+    let (dev, guard) = (t.device.to_path_buf(), ctx.guard.clone());
+    blocking(t.device, move || {
+        validate_partitioning(&dev)?;
+        partition_image::partition_uuids(&prepared, &guard, &layout)
+    })
+    .await
 }
 
 /// The install disk by root device hints, refreshing the node from Ironic first when it carries
@@ -302,17 +391,5 @@ mod tests {
         assert!(has_root_device_hints(Some(
             &json!({"properties": {"root_device": {"size": ">= 10"}}})
         )));
-    }
-
-    #[test]
-    fn partition_images_and_configdrives_are_refused_before_any_write() {
-        let e =
-            refuse_unsupported(&json!({"id": "x", "image_type": "partition"}), None).unwrap_err();
-        assert_eq!(e.kind, "InvalidCommandParamsError");
-        assert!(refuse_unsupported(&json!({"id": "x"}), Some(&json!("H4sI"))).is_err());
-        assert!(
-            refuse_unsupported(&json!({"id": "x", "configdrive": null}), Some(&Value::Null))
-                .is_ok()
-        );
     }
 }
