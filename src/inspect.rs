@@ -14,7 +14,14 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
 /// The collectors this agent implements, in the names IPA uses.
-pub const KNOWN_COLLECTORS: &[&str] = &["default", "logs", "pci-devices", "numa-topology", "lldp"];
+pub const KNOWN_COLLECTORS: &[&str] = &[
+    "default",
+    "logs",
+    "pci-devices",
+    "numa-topology",
+    "dmi-decode",
+    "lldp",
+];
 
 /// Builds the inspection body by running `collectors` in order.
 pub async fn collect(
@@ -70,6 +77,12 @@ async fn run_collector(
                 crate::hardware::numa::numa_topology(host).map_err(|e| e.to_string())
             });
             ("numa_topology", v.await?)
+        }
+        "dmi-decode" => {
+            let v = blocking(ctx, |host, _, _| {
+                crate::hardware::dmi_decode::dmi_decode(host).map_err(|e| e.to_string())
+            });
+            ("dmi", v.await?)
         }
         "lldp" => {
             let v = blocking(ctx, |host, config, _| {

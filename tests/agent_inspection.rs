@@ -57,7 +57,7 @@ async fn collector_failures_are_reported_and_lookup_goes_on_without_the_uuid() {
     let host = fixture_host(&[("vda", 5 << 30)]);
     let state = tempdir();
     let extra = format!(
-        "ipa-inspection-callback-url={}/v1/continue_inspection ipa-inspection-collectors=default,extra-hardware",
+        "ipa-inspection-callback-url={}/v1/continue_inspection ipa-inspection-collectors=default,extra-hardware,dmi-decode",
         ironic.url
     );
     let _agent = start_agent_with_host(&ironic, &state_path(&state), host.path(), &extra);
