@@ -85,7 +85,20 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         // Inspection reports addresses: wait for DHCP before taking the inventory.
         crate::inspect::wait_for_dhcp(&ctx.host, &ctx.config).await;
     }
-    let inventory = inventory(&ctx).await?;
+    let mut inventory = inventory(&ctx).await?;
+    if !ctx.config.enable_vlan_interfaces.is_empty() {
+        let (items, nics, lldp) = (
+            ctx.config.enable_vlan_interfaces.clone(),
+            inventory.interfaces.clone(),
+            ctx.config.collect_lldp,
+        );
+        let created =
+            tokio::task::spawn_blocking(move || crate::vlan::bring_up(&items, &nics, lldp)).await?;
+        if !created.is_empty() {
+            // Report the new interfaces like the others.
+            inventory = self::inventory(&ctx).await?;
+        }
+    }
 
     let node_uuid = if ctx.config.inspection_enabled() {
         crate::inspect::inspect(&ctx, &inventory, client_tls).await

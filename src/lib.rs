@@ -23,6 +23,7 @@ pub mod safety;
 pub mod state;
 pub mod steps;
 pub mod tls;
+pub mod vlan;
 pub mod vmedia;
 
 /// The agent's version, reported to Ironic as `agent_version`.

@@ -112,6 +112,42 @@ pub fn callback_url(scheme: &str, host: &str, port: u16) -> String {
     }
 }
 
+/// Sets or clears IFF_UP on interface `name` (SIOCGIFFLAGS + SIOCSIFFLAGS).
+pub fn set_link_up(name: &str, up: bool) -> std::io::Result<()> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    use std::os::fd::AsRawFd;
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "interface name too long",
+        ));
+    }
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: both ioctls read and write one ifreq that lives on our stack.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let flags = req.ifr_ifru.ifru_flags;
+        let iff_up = libc::IFF_UP as libc::c_short;
+        req.ifr_ifru.ifru_flags = if up { flags | iff_up } else { flags & !iff_up };
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// `::` when the kernel has IPv6 (dual-stack, also accepts IPv4), else `0.0.0.0`.
 pub fn default_listen_address() -> IpAddr {
     if std::path::Path::new("/proc/net/if_inet6").exists() {
@@ -164,6 +200,16 @@ mod tests {
     fn route_source_toward_loopback_is_loopback() {
         let ip = route_source("127.0.0.1:6385".parse().unwrap()).unwrap();
         assert_eq!(ip, "127.0.0.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn link_errors_name_the_problem() {
+        let e = set_link_up("nosuchif0", true).unwrap_err();
+        assert!(
+            matches!(e.raw_os_error(), Some(libc::ENODEV) | Some(libc::EPERM)),
+            "{e}"
+        );
+        assert!(set_link_up(&"x".repeat(40), true).is_err());
     }
 
     #[test]

@@ -72,9 +72,11 @@ pub fn decode(data: &[u8], downloaded: bool, node: &str) -> Result<Vec<u8>, Comm
     let gz = match base64::engine::general_purpose::STANDARD.decode(&text) {
         Ok(gz) => gz,
         Err(_) if downloaded => return check_size(data.to_vec(), node),
-        Err(e) => return Err(fail(format!(
+        Err(e) => {
+            return Err(fail(format!(
             "Config drive for node {node} is not base64 encoded or the content is malformed: {e}"
-        ))),
+        )))
+        }
     };
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(gz.as_slice())
