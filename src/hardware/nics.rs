@@ -6,6 +6,10 @@
 //! starts with `fa:` (locally administered, typical of in-band BMC USB NICs) or that has no MAC
 //! is left out, as IPA does. Order: by name.
 //!
+//! `speed_mbps` is the negotiated link speed from sysfs (unknown while the link is down). IPA
+//! reports lshw's "capacity", the fastest mode the NIC supports, which needs the ethtool
+//! link-mode tables; Ironic keeps the value but no built-in hook reads it.
+//!
 //! What only the live kernel can answer (the permanent MAC, the IP addresses) goes through
 //! [`LinkProbe`], so fixture trees can be listed without touching the host's own interfaces.
 
