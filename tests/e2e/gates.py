@@ -7,8 +7,6 @@ line here: from then on the test runs and must pass. Nothing else turns a gate o
 import pytest
 
 PENDING = {
-    "inspection-root-disk": "the inspection data's top-level root_disk (Ironic's root-device hook "
-                            "sets properties.local_gb from it)",
     "erase-devices-metadata": "the erase_devices_metadata clean step wiping disk signatures",
 }
 

@@ -120,7 +120,6 @@ def test_inspection_completes(flow):
 
 
 def test_inspection_root_disk(flow):
-    require("inspection-root-disk")
     flow.need("inspected")
     # root disk: the 8 GiB virtio disk (the others are 1 GiB); Ironic stores size - 1 GiB
     assert int(flow.state()["properties"].get("local_gb", 0)) == 7, flow.state()["properties"]
