@@ -44,8 +44,14 @@ if head -c4 "$AGENT" | grep -q 'ELF' && readelf -l "$AGENT" | grep -q 'Requestin
 fi
 
 # ---- the kernel: download and unpack the .deb (no install) --------------------------------------
-KPKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
-[ -n "$KPKG" ] || die "cannot resolve linux-image-amd64 to a kernel package (apt-get update?)"
+resolve_kernel() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}'; }
+KPKG=$(resolve_kernel)
+if [ -z "$KPKG" ]; then   # a fresh machine may have no package lists yet
+    log "apt-get update (no package lists)"
+    apt-get update -q >/dev/null
+    KPKG=$(resolve_kernel)
+fi
+[ -n "$KPKG" ] || die "cannot resolve linux-image-amd64 to a kernel package with apt-cache depends"
 KVER=${KPKG#linux-image-}
 KDIR=$OUT/kernel/$KPKG
 if [ ! -f "$KDIR/.unpacked" ]; then
