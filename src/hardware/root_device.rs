@@ -397,6 +397,11 @@ pub fn root_disk_for_inspection(disks: &[BlockDevice]) -> Option<BlockDevice> {
     guess_root_disk(disks).ok()
 }
 
+/// The names of the disks `properties.skip_block_devices` rules out (cleaning spares them too).
+pub fn skipped_disks(disks: &[BlockDevice], node: &Value) -> Result<Vec<String>, RootDeviceError> {
+    skipped(disks, node)
+}
+
 /// The disks `properties.skip_block_devices` rules out.
 fn skipped(disks: &[BlockDevice], node: &Value) -> Result<Vec<String>, RootDeviceError> {
     let mut names = Vec::new();

@@ -5,6 +5,7 @@
 //! priority for each kind it belongs to, whether it may be aborted, and its arguments.
 
 pub mod configdrive;
+pub mod erase;
 pub mod node_caps;
 pub mod partition_image;
 pub mod write_image;
@@ -128,6 +129,9 @@ impl StepRegistry {
             argsinfo: None,
             run: Arc::new(|ctx, call| Box::pin(write_image::run(ctx, call.args))),
         });
+        for spec in erase::specs() {
+            r.register(spec);
+        }
         r
     }
 

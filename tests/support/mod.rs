@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod erase;
 pub mod fake_ironic;
 
 use std::collections::HashMap;
