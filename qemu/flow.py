@@ -54,21 +54,23 @@ def run_flow(lab: Lab, node: NodeDef, image_mib: int = 64, timeout: float = 300,
     power_on = ons[0]["t"]
     tl.mark("power on (PXE)", power_on)
     deadline = time.time() + timeout
-    lookup = heartbeat = None
-    while time.time() < deadline:
+    posted = lookup = heartbeat = inspected = None
+    while time.time() < deadline and not (lookup and heartbeat and inspected):
+        posted = posted or first_call(lab, "POST", "/v1/continue_inspection", power_on)
         lookup = lookup or first_call(lab, "GET", "/v1/lookup", power_on)
         heartbeat = heartbeat or first_call(lab, "POST", "/v1/heartbeat/", power_on)
-        inspected = lab.node(uuid)["provision_state"] == "manageable"
-        if lookup and heartbeat and inspected:
-            break
-        if lab.node(uuid)["provision_state"] == "inspect failed":
+        state = lab.node(uuid)["provision_state"]
+        if state == "manageable" and not inspected:
+            inspected = time.time()
+        if state == "inspect failed":
             break
         time.sleep(0.25)
-    for what, t in (("first lookup", lookup), ("first heartbeat", heartbeat)):
-        if t:
-            tl.mark(f"agent: {what}", t)
-    lab.wait_state(uuid, "manageable", max(1, deadline - time.time()), fail=("inspect failed",))
-    tl.mark("inspection done (manageable)")
+    marks = [("agent: inspection data posted", posted), ("inspection done (manageable)", inspected),
+             ("agent: first lookup", lookup), ("agent: first heartbeat", heartbeat)]
+    for what, t in sorted((m for m in marks if m[1]), key=lambda m: m[1]):
+        tl.mark(what, t)
+    if not inspected:
+        lab.wait_state(uuid, "manageable", 1, fail=("inspect failed",))
 
     lab.provision(uuid, "provide")
     lab.wait_state(uuid, "available", timeout, fail=("clean failed",))
