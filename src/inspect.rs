@@ -74,9 +74,16 @@ async fn run_collector(
         }
         "numa-topology" => {
             let v = blocking(ctx, |host, _, _| {
-                crate::hardware::numa::numa_topology(host).map_err(|e| e.to_string())
+                Ok(crate::hardware::numa::numa_topology(host))
             });
-            ("numa_topology", v.await?)
+            match v.await? {
+                Ok(v) => ("numa_topology", v),
+                // As IPA: missing or odd NUMA data is logged and left out, not a failure.
+                Err(e) => {
+                    tracing::warn!("leaving numa_topology out of the inspection data: {e}");
+                    return Ok(());
+                }
+            }
         }
         "dmi-decode" => {
             let v = blocking(ctx, |host, _, _| {
@@ -86,10 +93,9 @@ async fn run_collector(
         }
         "lldp" => {
             let v = blocking(ctx, |host, config, _| {
-                Ok(crate::hardware::lldp::lldp_raw(
-                    &non_loopback_interfaces(host),
-                    config.lldp_timeout,
-                ))
+                // IPA listens on the interfaces it inventories: physical, VLANs and bonds.
+                let names = crate::hardware::nics::interface_names(host);
+                Ok(crate::hardware::lldp::lldp_raw(&names, config.lldp_timeout))
             });
             ("lldp_raw", v.await?)
         }
@@ -145,19 +151,6 @@ where
     tokio::task::spawn_blocking(move || f(&c.host, &c.config, c.state.path()))
         .await
         .map_err(|e| e.to_string())?
-}
-
-fn non_loopback_interfaces(host: &HostRoot) -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir(host.path("/sys/class/net")) else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = dir
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n != "lo")
-        .collect();
-    names.sort();
-    names
 }
 
 /// Waits for DHCP before inspecting (contract §1.2): the BOOTIF NIC, or every NIC when

@@ -1,11 +1,12 @@
 //! The inspection collectors' data (contract §10.2) on the fixture server.
 
+mod support;
+
 use ironic_agent::hardware::{numa::numa_topology, pci::pci_devices, HostRoot};
 use serde_json::json;
-use std::path::PathBuf;
 
 fn server() -> HostRoot {
-    HostRoot::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hardware/server"))
+    support::hardware::server()
 }
 
 #[test]

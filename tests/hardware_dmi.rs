@@ -3,6 +3,8 @@
 //! and dmidecode 3.4's output for it (`dmidecode --from-dump dump.bin -t bios -t processor
 //! -t memory`, dump.bin being the same table in dmidecode's dump format).
 
+mod support;
+
 use ironic_agent::hardware::dmi_decode::{dmi_decode, parse_dmi, render};
 use ironic_agent::hardware::smbios::parse_entry_point;
 use ironic_agent::hardware::HostRoot;
@@ -38,7 +40,7 @@ fn text_matches_dmidecode_on_a_qemu_table() {
 
 #[test]
 fn collector_value_has_ipas_shape() {
-    let host = HostRoot::new(fixture("server"));
+    let host = support::hardware::server();
     let v = dmi_decode(&host).unwrap();
     assert_eq!(v["bios"]["Vendor"], "Dell Inc.");
     assert_eq!(v["bios"]["Release Date"], "03/07/2023");

@@ -1,6 +1,8 @@
 //! The inventory of the fixture server (tests/fixtures/hardware/server, see
 //! make_server_tree.py there): every field of every disk and interface, and each exclusion rule.
 
+mod support;
+
 use ironic_agent::hardware::{
     collect_inventory, get_boot_info, get_cpu, get_hostname, get_memory, get_system_vendor,
     list_disks, list_interfaces, BlockDevice, HostRoot, InventoryOptions, LinkProbe, NoLinkProbe,
@@ -8,7 +10,7 @@ use ironic_agent::hardware::{
 use std::path::PathBuf;
 
 fn server() -> HostRoot {
-    HostRoot::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hardware/server"))
+    support::hardware::server()
 }
 
 fn disk<'a>(disks: &'a [BlockDevice], name: &str) -> &'a BlockDevice {

@@ -1,13 +1,14 @@
 //! Root device selection (contract §11.7): every hint key, every operator, skip lists, the
 //! no-hints rule and IPA's error texts.
 
+mod support;
+
 use ironic_agent::errors::IntoCommandError;
 use ironic_agent::hardware::{
     guess_root_disk, list_disks, root_disk_for_inspection, select_root_device, BlockDevice,
-    HostRoot, RootDeviceError,
+    RootDeviceError,
 };
 use serde_json::{json, Value};
-use std::path::PathBuf;
 
 const GIB: u64 = 1 << 30;
 
@@ -292,9 +293,7 @@ fn skip_block_devices_removes_candidates() {
 
 #[test]
 fn on_the_fixture_server() {
-    let host = HostRoot::new(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hardware/server"),
-    );
+    let host = support::hardware::server();
     let disks = list_disks(&host);
     // The smallest disk of at least 4 GiB is the 40 GiB virtio disk.
     assert_eq!(root_disk_for_inspection(&disks).unwrap().name, "/dev/vda");

@@ -60,7 +60,7 @@ async fn failures_are_one_line_naming_the_url() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let last = stderr.lines().last().unwrap_or("");
     assert!(
-        last.starts_with("Error: ") && last.contains("missing.img") && last.contains("404"),
+        last.starts_with("ironic-agent: ") && last.contains("missing.img") && last.contains("404"),
         "{stderr}"
     );
     let bad = agent()

@@ -367,10 +367,15 @@ fn handle_usb<'a>(d: Dev<'a>, parts: &mut Vec<String>) -> Dev<'a> {
 mod tests {
     use super::*;
 
+    /// The fixture server, with the empty directories git does not keep re-created (see
+    /// tests/support/hardware.rs).
     fn server() -> HostRoot {
-        HostRoot::new(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hardware/server"),
-        )
+        let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hardware");
+        let list = std::fs::read_to_string(fixtures.join("server.empty-dirs")).unwrap();
+        for dir in list.lines().filter(|l| !l.trim().is_empty()) {
+            std::fs::create_dir_all(fixtures.join("server").join(dir)).unwrap();
+        }
+        HostRoot::new(fixtures.join("server"))
     }
 
     fn id(kname: &str) -> Option<String> {

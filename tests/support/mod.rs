@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod erase;
 pub mod fake_ironic;
+pub mod hardware;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
