@@ -95,7 +95,10 @@ class Machine:
         else:
             self.bridge.event(self.uuid, "unsupported-boot-device", boot_device=boot_device)
             spec.boot = "disk"
-        spec.uefi = system.get("boot_mode") == "UEFI" and os.path.exists(OVMF_CODE)
+        spec.uefi = system.get("boot_mode") == "UEFI"
+        if spec.uefi and not os.path.exists(OVMF_CODE):
+            self.bridge.event(self.uuid, "uefi-unavailable", firmware=OVMF_CODE)
+            spec.uefi = False                       # boot with SeaBIOS rather than not at all
         try:
             vm = VM(spec)
         except ValueError as e:

@@ -111,6 +111,8 @@ class VMSpec:
             raise ValueError(f"VM {self.name}: PXE boot needs a boot file URL")
         if not self.macs:
             raise ValueError(f"VM {self.name}: needs at least one NIC")
+        if self.uefi and not os.path.exists(OVMF_CODE):
+            raise ValueError(f"VM {self.name}: UEFI needs {OVMF_CODE} (apt-get install ovmf)")
         for d in self.disks:
             if not os.path.exists(d.path):
                 raise ValueError(f"VM {self.name}: disk image {d.path} does not exist")
