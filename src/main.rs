@@ -32,6 +32,8 @@ enum Command {
     Inventory(InventoryArgs),
     /// Stream an image (raw, qcow2, gzip, xz, zstd) to a block device or file, verified.
     WriteImage(ironic_agent::image::cli::WriteImageArgs),
+    /// Erase one device (overwrite passes or metadata wipe), as the erase clean steps do.
+    EraseDevice(ironic_agent::steps::erase::cli::EraseDeviceArgs),
 }
 
 #[derive(Args, Clone)]
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Inventory(a)) => inventory(a),
         Some(Command::WriteImage(a)) => runtime().and_then(|rt| rt.block_on(a.run())),
+        Some(Command::EraseDevice(a)) => a.run(),
         Some(Command::Run(a)) => run_agent(a),
         None => run_agent(cli.run),
     };

@@ -192,3 +192,55 @@ async fn a_verified_discard_replaces_a_failed_secure_erase_when_enabled() {
         .unwrap();
     assert!(all_zero(&dev, 32 * MIB));
 }
+
+#[test]
+fn the_erase_device_command_overwrites_or_wipes_one_named_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("disk");
+    std::fs::File::create(&f)
+        .unwrap()
+        .set_len(12 * MIB)
+        .unwrap();
+    fill(&f, 12 * MIB, 0x3c);
+    let agent = env!("CARGO_BIN_EXE_ironic-agent");
+    let out = std::process::Command::new(agent)
+        .args(["erase-device", f.to_str().unwrap(), "--iterations", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("pass 1 (random) 12 MiB in"), "{text}");
+    assert!(text.contains("pass 2 (zeros) 12 MiB in"), "{text}");
+    assert!(all_zero(&f, 12 * MIB));
+
+    if have("mkfs.ext4", "e2fsprogs") && have("blkid", "util-linux") {
+        run("mkfs.ext4", &["-q", "-F", f.to_str().unwrap()]);
+        let out = std::process::Command::new(agent)
+            .args(["erase-device", f.to_str().unwrap(), "--method", "metadata"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("\"ext4\""));
+        assert_eq!(blkid(&f), "");
+    }
+
+    let out = std::process::Command::new(agent)
+        .args(["erase-device", "/nonexistent/disk"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("ironic-agent: opening /nonexistent/disk"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

@@ -15,6 +15,7 @@
 
 pub mod ata;
 pub mod blockdev;
+pub mod cli;
 pub mod concurrency;
 pub mod devices;
 pub mod discard;
