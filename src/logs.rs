@@ -26,14 +26,17 @@ pub fn init(debug: bool, log_dir: Option<&Path>) {
         tracing_subscriber::EnvFilter::try_from_env("IRONIC_AGENT_LOG").unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new(format!("warn,ironic_agent={level}"))
         });
+    // A serial console at 115200 baud can block a writer for a long time; log lines go through
+    // a dedicated thread (dropping lines if it falls far behind) so no task, heartbeats
+    // included, ever waits for the console.
     let console = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(non_blocking(std::io::stderr()))
         .with_target(false);
     let file = log_dir
         .and_then(|d| RotatingFile::open(d.join(LOG_FILE_NAME)).ok())
         .map(|f| {
             tracing_subscriber::fmt::layer()
-                .with_writer(f)
+                .with_writer(non_blocking(f))
                 .with_ansi(false)
                 .with_target(false)
         });
@@ -42,6 +45,26 @@ pub fn init(debug: bool, log_dir: Option<&Path>) {
         .with(console)
         .with(file)
         .try_init();
+}
+
+/// The writer threads' guards: dropping one flushes what its thread still holds.
+static WRITER_GUARDS: Mutex<Vec<tracing_appender::non_blocking::WorkerGuard>> =
+    Mutex::new(Vec::new());
+
+/// Wraps `w` in a writer thread that lives until [`flush`].
+fn non_blocking<W: Write + Send + 'static>(w: W) -> tracing_appender::non_blocking::NonBlocking {
+    let (writer, guard) = tracing_appender::non_blocking(w);
+    if let Ok(mut guards) = WRITER_GUARDS.lock() {
+        guards.push(guard);
+    }
+    writer
+}
+
+/// Writes out every buffered log line; call before the process exits.
+pub fn flush() {
+    if let Ok(mut guards) = WRITER_GUARDS.lock() {
+        guards.clear();
+    }
 }
 
 /// An append-only log file that rotates once when it grows past [`MAX_LOG_BYTES`].

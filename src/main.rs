@@ -72,6 +72,7 @@ fn main() -> ExitCode {
         Some(Command::Run(a)) => run_agent(a),
         None => run_agent(cli.run),
     };
+    ironic_agent::logs::flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
