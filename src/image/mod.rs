@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  HTTP(S) ──pump (async, resumes with Range)──► bounded channel ──► blocking thread:
-//!    HashingReader (checksum over the downloaded bytes)
+//!    ChannelReader (counts; a hash thread checksums the downloaded bytes)
 //!      └► sniff: gzip/xz/zstd? → decompress → raw/gpt/iso: copy │ qcow2: convert
 //!           └► Writer: coalesced aligned writes (O_DIRECT), zeros as BLKZEROOUT/holes,
 //!                      first MiB held back ─► checksum OK? ─► commit: head, fsync, GPT, BLKRRPART

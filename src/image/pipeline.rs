@@ -6,7 +6,7 @@ use super::error::ImageError;
 use super::fetch::{self, Http, Msg, Resource};
 use super::info::{ChecksumSource, WriteRequest};
 use super::qcow2::{self, stream, Qcow2Error};
-use super::reader::{abort_of, Abort, ChannelReader, HashingReader, Peeked};
+use super::reader::{abort_of, Abort, ChannelReader, Peeked};
 use super::sink::{BlockSink, Target, Writer};
 use super::sniff::{Compression, Decode, Format, FormatPolicy, SNIFF_LEN};
 use super::{Progress, WriteReport};
@@ -337,7 +337,7 @@ struct Job {
     written: Arc<AtomicU64>,
 }
 
-type Source = HashingReader<ChannelReader>;
+type Source = ChannelReader;
 
 impl Job {
     fn run(self, rx: mpsc::Receiver<Msg>, plan: Plan) -> Result<Outcome, Failure> {
@@ -346,7 +346,9 @@ impl Job {
             self.written.clone(),
         );
         let hasher = self.expected.as_ref().map(|e| Hasher::new(e.algo));
-        let mut src = HashingReader::new(ChannelReader::new(rx), hasher, self.downloaded.clone());
+        let mut src = ChannelReader::new(rx, hasher, self.downloaded.clone()).map_err(|e| {
+            ImageError::write(&self.target, format!("cannot start the hash thread: {e}"))
+        })?;
         let decoded = match plan {
             Plan::Mapped(map) => self.write_mapped(&mut src, map, &mut writer),
             Plan::Sequential => self.write_sequential(&mut src, &mut writer),

@@ -1,5 +1,5 @@
-//! Small blocking readers the pipeline composes: the channel from the network, the hash over
-//! the downloaded bytes, and a peek buffer for sniffing magic bytes.
+//! Small blocking readers the pipeline composes: the channel from the network (which also
+//! hashes the downloaded bytes) and a peek buffer for sniffing magic bytes.
 
 use super::checksum::Hasher;
 use super::error::ImageError;
@@ -32,20 +32,76 @@ pub fn abort_of(e: io::Error) -> Result<Abort, io::Error> {
     }
 }
 
-/// Reads the bytes the async pump sends. Blocking: only for blocking threads.
+/// Reads the bytes the async pump sends, counting them and hashing them on a thread of its
+/// own: the checksum covers exactly the bytes that came over the wire, and hashing overlaps
+/// with decoding and writing instead of adding to them. Blocking: only for blocking threads.
 pub struct ChannelReader {
     rx: mpsc::Receiver<Msg>,
     cur: Bytes,
     done: bool,
+    count: Arc<AtomicU64>,
+    hasher: Option<HashThread>,
 }
 
+/// A hasher fed through a bounded queue of (reference-counted, not copied) chunks.
+struct HashThread {
+    tx: std::sync::mpsc::SyncSender<Bytes>,
+    handle: std::thread::JoinHandle<String>,
+}
+
+impl HashThread {
+    fn spawn(mut hasher: Hasher) -> io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(HASH_QUEUE);
+        let handle = std::thread::Builder::new()
+            .name("image-hash".into())
+            .spawn(move || {
+                while let Ok(chunk) = rx.recv() {
+                    hasher.update(&chunk);
+                }
+                hasher.finish()
+            })?;
+        Ok(Self { tx, handle })
+    }
+}
+
+/// Chunks queued for the hash thread.
+const HASH_QUEUE: usize = 16;
+
 impl ChannelReader {
-    pub fn new(rx: mpsc::Receiver<Msg>) -> Self {
-        Self {
+    pub fn new(
+        rx: mpsc::Receiver<Msg>,
+        hasher: Option<Hasher>,
+        count: Arc<AtomicU64>,
+    ) -> io::Result<Self> {
+        let hasher = hasher.map(HashThread::spawn).transpose()?;
+        Ok(Self {
             rx,
             cur: Bytes::new(),
             done: false,
+            count,
+            hasher,
+        })
+    }
+
+    /// Bytes received so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// The digest of everything received (None without a hasher).
+    pub fn finish(self) -> Option<String> {
+        let h = self.hasher?;
+        drop(h.tx);
+        h.handle.join().ok()
+    }
+
+    fn receive(&mut self, b: Bytes) {
+        self.count.fetch_add(b.len() as u64, Ordering::Relaxed);
+        if let Some(h) = &self.hasher {
+            // The thread only stops when we drop the sender; a send cannot fail before.
+            let _ = h.tx.send(b.clone());
         }
+        self.cur = b;
     }
 }
 
@@ -53,7 +109,7 @@ impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.cur.is_empty() && !self.done {
             match self.rx.blocking_recv() {
-                Some(Msg::Data(b)) => self.cur = b,
+                Some(Msg::Data(b)) => self.receive(b),
                 Some(Msg::End) => self.done = true,
                 Some(Msg::Restart(why)) => return Err(io::Error::other(Abort::Restart(why))),
                 Some(Msg::Failed(e)) => return Err(io::Error::other(Abort::Failed(e))),
@@ -63,44 +119,6 @@ impl Read for ChannelReader {
         let n = buf.len().min(self.cur.len());
         buf[..n].copy_from_slice(&self.cur[..n]);
         let _ = self.cur.split_to(n);
-        Ok(n)
-    }
-}
-
-/// Hashes and counts every byte read through it: the checksum covers exactly the bytes that
-/// came over the wire, whatever the decoder later does with them.
-pub struct HashingReader<R> {
-    inner: R,
-    hasher: Option<Hasher>,
-    count: Arc<AtomicU64>,
-}
-
-impl<R: Read> HashingReader<R> {
-    pub fn new(inner: R, hasher: Option<Hasher>, count: Arc<AtomicU64>) -> Self {
-        Self {
-            inner,
-            hasher,
-            count,
-        }
-    }
-
-    /// The digest of everything read (None without a hasher).
-    pub fn finish(self) -> Option<String> {
-        self.hasher.map(Hasher::finish)
-    }
-
-    pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(h) = &mut self.hasher {
-            h.update(&buf[..n]);
-        }
-        self.count.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -173,7 +191,7 @@ mod tests {
         let (tx, rx) = mpsc::channel(4);
         tx.try_send(Msg::Data(Bytes::from_static(b"abc"))).unwrap();
         tx.try_send(Msg::Restart("etag changed".into())).unwrap();
-        let mut r = ChannelReader::new(rx);
+        let mut r = ChannelReader::new(rx, None, Arc::default()).unwrap();
         let mut buf = [0u8; 2];
         assert_eq!(r.read(&mut buf).unwrap(), 2);
         assert_eq!(r.read(&mut buf).unwrap(), 1);
@@ -184,14 +202,20 @@ mod tests {
     }
 
     #[test]
-    fn hashing_reader_counts() {
-        let count = Arc::new(AtomicU64::new(0));
-        let mut r = HashingReader::new(
-            &b"abc"[..],
+    fn channel_reader_hashes_and_counts() {
+        let (tx, rx) = mpsc::channel(4);
+        tx.try_send(Msg::Data(Bytes::from_static(b"ab"))).unwrap();
+        tx.try_send(Msg::Data(Bytes::from_static(b"c"))).unwrap();
+        tx.try_send(Msg::End).unwrap();
+        let mut r = ChannelReader::new(
+            rx,
             Some(Hasher::new(super::super::checksum::Algo::Md5)),
-            count,
-        );
-        std::io::copy(&mut r, &mut std::io::sink()).unwrap();
+            Arc::default(),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"abc");
         assert_eq!(r.count(), 3);
         assert_eq!(r.finish().unwrap(), "900150983cd24fb0d6963f7d28e17f72");
     }

@@ -12,14 +12,17 @@ pub mod stream;
 
 use crate::image::error::ImageError;
 use crate::image::fetch::{Http, Resource};
+use futures_util::StreamExt;
 use header::Header;
 use map::{parse_l1, L2Ref, Map, MapBuilder};
 
 /// Tables closer than this are fetched in one request (reading the gap is cheaper than a
 /// round trip).
 const MAX_GAP: u64 = 1 << 20;
-/// Longest single metadata request.
-const MAX_REQUEST: u64 = 64 << 20;
+/// Longest single metadata request (unless one table is larger): requests are buffered whole.
+const MAX_REQUEST: u64 = 2 << 20;
+/// Metadata requests in flight at once: small tables far apart cost round trips, not bytes.
+const IN_FLIGHT: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Qcow2Error {
@@ -79,20 +82,37 @@ pub async fn fetch_map(http: &Http, res: &Resource, head: &[u8]) -> Result<Map, 
     let cs = h.cluster_size();
     let groups = coalesce(refs.iter().map(|r| r.offset), cs);
     let mut filler = TableFiller::new(&refs, cs);
-    for (start, len) in groups {
-        let sink = &mut |off: u64, b: &[u8]| {
-            filler
-                .feed(off, b, &mut builder)
-                .map_err(|m| ImageError::invalid(&res.url, m))
-        };
-        http.read_range(res, start, len, sink)
-            .await
-            .map_err(|e| match e {
-                ImageError::InvalidImage { reason, .. } => Qcow2Error::Invalid(reason),
-                e => Qcow2Error::Sink(e),
-            })?;
+    let fetches = groups
+        .into_iter()
+        .map(|(start, len)| read_group(http, res, start, len));
+    let mut results = futures_util::stream::iter(fetches).buffered(IN_FLIGHT);
+    while let Some(group) = results.next().await {
+        let (start, bytes) = group.map_err(Qcow2Error::Sink)?;
+        filler
+            .feed(start, &bytes, &mut builder)
+            .map_err(Qcow2Error::Invalid)?;
     }
     builder.finish().map_err(Qcow2Error::Invalid)
+}
+
+/// One coalesced metadata request, buffered (at most [`MAX_REQUEST`] or one table).
+async fn read_group(
+    http: &Http,
+    res: &Resource,
+    start: u64,
+    len: u64,
+) -> Result<(u64, Vec<u8>), ImageError> {
+    let mut buf = Vec::with_capacity(len as usize);
+    {
+        // A retried request starts over at `start`: keep only what precedes the new bytes.
+        let sink = &mut |off: u64, b: &[u8]| {
+            buf.truncate((off - start) as usize);
+            buf.extend_from_slice(b);
+            Ok(())
+        };
+        http.read_range(res, start, len, sink).await?;
+    }
+    Ok((start, buf))
 }
 
 /// Cuts a stream of file bytes into the L2 tables it contains. Idempotent for repeated bytes
@@ -155,6 +175,13 @@ mod tests {
     fn coalesces_neighbours_only() {
         let g = coalesce([0x10000, 0x20000, 0x30000, 0x1000_0000], 0x10000);
         assert_eq!(g, vec![(0x10000, 0x30000), (0x1000_0000, 0x10000)]);
+        // Requests stay bounded, except that one table is never split.
+        let many: Vec<u64> = (1..100).map(|i| i * 0x10000).collect();
+        assert!(coalesce(many, 0x10000).iter().all(|g| g.1 <= MAX_REQUEST));
+        assert_eq!(
+            coalesce([0x200000, 0x400000], 0x200000),
+            vec![(0x200000, 0x200000), (0x400000, 0x200000)]
+        );
         assert!(coalesce([], 512).is_empty());
     }
 }

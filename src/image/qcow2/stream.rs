@@ -131,35 +131,58 @@ impl<R: Read> Window<R> {
     }
 }
 
-/// Decompresses one cluster from `input` into `out` (which must be filled to `need` bytes).
-pub fn decompress(
+/// Decompresses clusters, reusing one decompression context for the whole image.
+pub struct Decompressor {
     kind: CompressionType,
-    input: &[u8],
-    out: &mut [u8],
-    need: usize,
-) -> Result<(), String> {
-    let produced = match kind {
-        CompressionType::Deflate => inflate(input, out)?,
-        CompressionType::Zstd => unzstd(input, out)?,
-    };
-    if produced < need {
-        return Err(format!(
-            "a compressed cluster decompressed to {produced} bytes instead of {need}"
-        ));
-    }
-    Ok(())
+    inflate: flate2::Decompress,
+    zstd: Option<zstd::stream::raw::Decoder<'static>>,
 }
 
-fn inflate(input: &[u8], out: &mut [u8]) -> Result<usize, String> {
-    let mut d = flate2::Decompress::new(false);
+impl Decompressor {
+    pub fn new(kind: CompressionType) -> Result<Self, String> {
+        let zstd = match kind {
+            CompressionType::Zstd => Some(
+                zstd::stream::raw::Decoder::new().map_err(|e| format!("cannot start zstd: {e}"))?,
+            ),
+            CompressionType::Deflate => None,
+        };
+        Ok(Self {
+            kind,
+            inflate: flate2::Decompress::new(false),
+            zstd,
+        })
+    }
+
+    /// Decompresses one cluster from `input` (which may run on into the next cluster's
+    /// bytes) into `out`, which must then hold at least `need` bytes.
+    pub fn cluster(&mut self, input: &[u8], out: &mut [u8], need: usize) -> Result<(), String> {
+        let produced = match (self.kind, &mut self.zstd) {
+            (CompressionType::Zstd, Some(d)) => unzstd(d, input, out)?,
+            _ => inflate(&mut self.inflate, input, out)?,
+        };
+        if produced < need {
+            return Err(format!(
+                "a compressed cluster decompressed to {produced} bytes instead of {need}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn inflate(d: &mut flate2::Decompress, input: &[u8], out: &mut [u8]) -> Result<usize, String> {
+    d.reset(false);
     d.decompress(input, out, flate2::FlushDecompress::Finish)
         .map_err(|e| format!("a deflate-compressed cluster is corrupt: {e}"))?;
     Ok(d.total_out() as usize)
 }
 
-fn unzstd(input: &[u8], out: &mut [u8]) -> Result<usize, String> {
-    use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
-    let mut d = Decoder::new().map_err(|e| format!("cannot start zstd: {e}"))?;
+fn unzstd(
+    d: &mut zstd::stream::raw::Decoder<'static>,
+    input: &[u8],
+    out: &mut [u8],
+) -> Result<usize, String> {
+    use zstd::stream::raw::{InBuffer, Operation, OutBuffer};
+    d.reinit().map_err(|e| format!("cannot reset zstd: {e}"))?;
     let mut inb = InBuffer::around(input);
     let mut outb = OutBuffer::around(out);
     while outb.pos() < outb.capacity() && inb.pos() < inb.src.len() {
@@ -184,6 +207,7 @@ pub fn write_extents<R: Read>(
     sink: &mut dyn BlockSink,
 ) -> Result<(), Qcow2Error> {
     let mut cluster = vec![0u8; h.cluster_size() as usize];
+    let mut decompressor = Decompressor::new(h.compression).map_err(Qcow2Error::Invalid)?;
     let mut checks = digests.iter().peekable();
     for e in extents {
         while let Some(d) = checks.next_if(|d| d.offset < e.host) {
@@ -192,9 +216,11 @@ pub fn write_extents<R: Read>(
         w.advance_to(e.host)?;
         if e.is_compressed() {
             let input = w.fill(e.compressed_len as usize)?;
-            decompress(h.compression, input, &mut cluster, e.len as usize).map_err(|m| {
-                Qcow2Error::Invalid(format!("cluster at file offset {:#x}: {m}", e.host))
-            })?;
+            decompressor
+                .cluster(input, &mut cluster, e.len as usize)
+                .map_err(|m| {
+                    Qcow2Error::Invalid(format!("cluster at file offset {:#x}: {m}", e.host))
+                })?;
             sink.write_at(e.guest, &cluster[..e.len as usize])
                 .map_err(Qcow2Error::Sink)?;
         } else {
@@ -333,13 +359,20 @@ mod tests {
         enc.write_all(&plain).unwrap();
         let mut packed = enc.finish().unwrap();
         packed.extend_from_slice(&[0xAA; 100]); // the next cluster's bytes follow
+        let mut d = Decompressor::new(CompressionType::Deflate).unwrap();
+        for _ in 0..2 {
+            let mut out = vec![0u8; 4096];
+            d.cluster(&packed, &mut out, 4096).unwrap();
+            assert_eq!(out, plain, "the context is reusable");
+        }
         let mut out = vec![0u8; 4096];
-        decompress(CompressionType::Deflate, &packed, &mut out, 4096).unwrap();
-        assert_eq!(out, plain);
+        assert!(d.cluster(&[1, 2, 3], &mut out, 4096).is_err());
         let z = zstd::bulk::compress(&plain, 3).unwrap();
-        let mut out = vec![0u8; 4096];
-        decompress(CompressionType::Zstd, &z, &mut out, 4096).unwrap();
-        assert_eq!(out, plain);
-        assert!(decompress(CompressionType::Deflate, &[1, 2, 3], &mut out, 4096).is_err());
+        let mut d = Decompressor::new(CompressionType::Zstd).unwrap();
+        for _ in 0..2 {
+            let mut out = vec![0u8; 4096];
+            d.cluster(&z, &mut out, 4096).unwrap();
+            assert_eq!(out, plain);
+        }
     }
 }
