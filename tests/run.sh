@@ -1,6 +1,7 @@
 #!/bin/bash
 # The project's test command: formatting, lints, unit and integration tests, then the
-# end-to-end tests (the ramdisk under QEMU, driven by a real Ironic through a Redfish BMC).
+# end-to-end tests (the ramdisk under QEMU, driven by a real Ironic through a Redfish BMC; the
+# diskimage-builder ramdisk of dib-element/ too).
 #   tests/run.sh            everything
 #   tests/run.sh --no-e2e   Rust checks only
 # Needs qemu/setup-host.sh once (packages, venv); it is re-run here and only checks.
@@ -16,4 +17,5 @@ step "cargo test";          cargo test
 [ "$E2E" = 1 ] || exit 0
 step "host packages and venv"; qemu/setup-host.sh
 step "ramdisk";             initramfs/build.sh
+step "DIB ramdisk";         dib-element/build.sh    # diskimage-builder + dib-element (~4-6 min)
 step "end-to-end tests";    tests/e2e/run.sh
