@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod context;
 pub mod disk;
+pub mod efi;
 pub mod errors;
 pub mod hardware;
 pub mod image;

@@ -1,5 +1,6 @@
 //! The commands Ironic calls, one module per IPA extension (contract §8.1).
 
+mod image;
 mod log;
 mod poll;
 mod standby;
@@ -14,5 +15,6 @@ pub fn registry() -> Registry {
     poll::register(&mut r);
     standby::register(&mut r);
     log::register(&mut r);
+    image::register(&mut r);
     r
 }

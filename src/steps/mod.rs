@@ -4,6 +4,7 @@
 //! A step is listed only when it is implemented. Each step declares its interface, its default
 //! priority for each kind it belongs to, whether it may be aborted, and its arguments.
 
+pub mod clean_uefi_nvram;
 pub mod configdrive;
 pub mod erase;
 pub mod node_caps;
@@ -132,6 +133,16 @@ impl StepRegistry {
         for spec in erase::specs() {
             r.register(spec);
         }
+        r.register(StepSpec {
+            name: "clean_uefi_nvram",
+            interface: "deploy",
+            clean_priority: Some(0),
+            deploy_priority: Some(0),
+            service_priority: None,
+            abortable: true,
+            argsinfo: Some(clean_uefi_nvram::argsinfo()),
+            run: Arc::new(|ctx, call| Box::pin(clean_uefi_nvram::run(ctx, call))),
+        });
         r
     }
 

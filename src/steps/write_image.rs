@@ -214,7 +214,7 @@ async fn write_partition_image(
 
 /// The install disk by root device hints, refreshing the node from Ironic first when it carries
 /// no hints (they may have been set after this agent looked the node up).
-async fn target_disk(ctx: &Arc<AgentContext>) -> Result<PathBuf, CommandError> {
+pub(crate) async fn target_disk(ctx: &Arc<AgentContext>) -> Result<PathBuf, CommandError> {
     if !has_root_device_hints(ctx.node().as_ref()) {
         refresh_node(ctx).await;
     }
