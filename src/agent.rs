@@ -70,6 +70,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             "not in a ramdisk: disks and power are off limits"
         }
     );
+    if ctx.host.path(crate::commands::RESCUE_MARKER).exists() {
+        // finalize_rescue ran in an earlier life of this process: the node belongs to its
+        // tenant now, reachable through the ramdisk's rescue user only.
+        return idle_forever("the node is in rescue mode (/etc/.rescued)").await;
+    }
     if let Some(t) = &ctx.config.agent_token {
         ctx.preset_token(t);
     }
@@ -304,7 +309,14 @@ async fn serve(
     };
     let _ = (&mut server.0).await;
     match why {
-        ServeState::LockedDown => idle_forever("the node is locked down").await,
+        ServeState::LockedDown => {
+            let (host, ramdisk) = (ctx.host.clone(), ctx.guard.is_ramdisk());
+            let _ = tokio::task::spawn_blocking(move || {
+                crate::lockdown::all_interfaces_down(&host, ramdisk)
+            })
+            .await;
+            idle_forever("the node is locked down").await
+        }
         _ => {
             tracing::info!("the agent stopped serving (rescue finalized); exiting");
             Ok(())

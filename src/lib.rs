@@ -16,6 +16,7 @@ pub mod hardware;
 pub mod image;
 pub mod inspect;
 pub mod ironic;
+pub mod lockdown;
 pub mod logs;
 pub mod net;
 pub mod ntp;

@@ -443,6 +443,13 @@ fn add_mbr_at_end(
     }
     // parted: start 64 MiB before the end, end at the last sector; above 2 TiB (the MBR limit),
     // from 2097087 MiB to 2097151 MiB as IPA asks.
+    if geo.size < (size_mib + 1) * MIB {
+        return Err(DiskError::Invalid(format!(
+            "no room for a {size_mib} MiB config drive on {}: the disk has {} MiB",
+            device.display(),
+            geo.size / MIB
+        )));
+    }
     let limit_mib = MBR_LIMIT_SECTORS * 512 / MIB;
     let disk_mib = geo.size / MIB;
     let (start, end) = if disk_mib > limit_mib {

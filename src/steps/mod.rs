@@ -7,6 +7,7 @@
 pub mod clean_uefi_nvram;
 pub mod configdrive;
 pub mod erase;
+pub mod inject_files;
 pub mod node_caps;
 pub mod partition_image;
 pub mod write_image;
@@ -118,7 +119,7 @@ pub struct StepRegistry {
 
 impl StepRegistry {
     /// The steps, with priorities resolved from the configuration.
-    pub fn new(_config: &crate::config::Config) -> Self {
+    pub fn new(config: &crate::config::Config) -> Self {
         let mut r = Self::default();
         r.register(StepSpec {
             name: "write_image",
@@ -142,6 +143,17 @@ impl StepRegistry {
             abortable: true,
             argsinfo: Some(clean_uefi_nvram::argsinfo()),
             run: Arc::new(|ctx, call| Box::pin(clean_uefi_nvram::run(ctx, call))),
+        });
+        // Off (priority 0) unless ipa-inject-files-priority or a deploy template enables it.
+        r.register(StepSpec {
+            name: "inject_files",
+            interface: "deploy",
+            clean_priority: None,
+            deploy_priority: Some(config.inject_files_priority),
+            service_priority: Some(config.inject_files_priority),
+            abortable: false,
+            argsinfo: Some(inject_files::argsinfo()),
+            run: Arc::new(|ctx, call| Box::pin(inject_files::run(ctx, call))),
         });
         r
     }
