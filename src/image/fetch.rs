@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Chunks in flight between the network and the writer (each at most ~400 KiB from hyper).
-pub const CHANNEL_DEPTH: usize = 16;
+pub const CHANNEL_DEPTH: usize = 8;
 
 /// Proxies as Ironic passes them (`proxies` and `no_proxy` of `image_info`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -65,7 +65,7 @@ impl HashThread {
 }
 
 /// Chunks queued for the hash thread.
-const HASH_QUEUE: usize = 16;
+const HASH_QUEUE: usize = 8;
 
 impl ChannelReader {
     pub fn new(

@@ -18,7 +18,7 @@ const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
 const COMPRESSED: u64 = 1 << 62;
 const ZERO_FLAG: u64 = 1;
 /// Memory the map may use: keeps the whole conversion within its RSS budget.
-pub const MAX_MAP_BYTES: usize = 32 << 20;
+pub const MAX_MAP_BYTES: usize = 24 << 20;
 const MAX_ENTRIES: usize = MAX_MAP_BYTES / std::mem::size_of::<Extent>();
 
 /// An allocated piece of the image: `len` guest bytes at `guest`, stored at `host`.
