@@ -1,0 +1,222 @@
+"""Deploys under a real Ironic with fast track, as Ironic and Metal3 (CAPM3) use them.
+
+One QEMU server (BIOS, redfish BMC, ipxe boot, direct deploy, [deploy]fast_track and the
+node's driver_info.fast_track): inspect -> clean -> deploy a whole-disk image with a config
+drive, all in one ramdisk boot; then Metal3's re-provisioning: undeploy with automated
+cleaning, the agent stays up and heartbeating in `available`, and the next deploy reuses it
+without a power cycle, honouring root device hints set long after inspection; then a
+partition image, whose layout Ironic's install_bootloader then refuses to make bootable without
+GRUB (IPA's CVE-2026-43003 behaviour). Assertions are on what Ironic reports and on the VM's
+disks, power events and console.
+
+The tests run in file order and share the node.
+"""
+import base64
+import gzip
+import os
+import struct
+import time
+
+import pytest
+
+from conftest import WORK
+from lab import Lab, LabError, console_boots
+from testimage import write_image
+
+IMAGE_MIB = 40
+MIB = 1 << 20
+CONFIG_DRIVE = b"ironic-agent-e2e config drive\n" * 1000
+
+
+class Node:
+    def __init__(self, lab: Lab):
+        self.lab = lab
+        self.node = lab.nodes[0]
+        self.uuid = ""
+        self.reached = set()
+
+    def need(self, step: str) -> None:
+        if step not in self.reached:
+            pytest.fail(f"the node never got through '{step}' (an earlier test failed)")
+
+    def state(self) -> dict:
+        return self.lab.node(self.uuid)
+
+    def boots(self) -> int:
+        return console_boots(self.node.serial_log)["ramdisk"]
+
+    def power(self) -> list:
+        return [e for e in self.lab.bmc_events_list() if e["event"].startswith("power-")]
+
+    def disk(self, bus: str) -> str:
+        return next(d["path"] for d in self.node.disks if d["bus"] == bus)
+
+    def image(self, name: str, seed: int, tmp) -> tuple:
+        path = str(tmp / name)
+        sha = write_image(path, IMAGE_MIB, seed=seed)
+        return path, sha, self.lab.put_image(name, path)
+
+    def set_image(self, url: str, sha: str, extra=()) -> None:
+        self.lab.api("PATCH", f"/v1/nodes/{self.uuid}", [
+            {"op": "add", "path": "/instance_info/image_source", "value": url},
+            {"op": "add", "path": "/instance_info/image_os_hash_algo", "value": "sha256"},
+            {"op": "add", "path": "/instance_info/image_os_hash_value", "value": sha},
+            *extra])
+
+    def wait_agent_alive(self, timeout: float) -> dict:
+        """Until the agent heartbeats in the current state (fast track keeps it up)."""
+        deadline = time.time() + timeout
+        before = self.state()["driver_internal_info"].get("agent_last_heartbeat")
+        while time.time() < deadline:
+            dii = self.state()["driver_internal_info"]
+            if dii.get("agent_url") and dii.get("agent_last_heartbeat") not in (None, before):
+                return dii
+            time.sleep(1)
+        pytest.fail(f"the agent did not heartbeat within {timeout} s; state {self.state()}")
+
+
+def mbr_entries(path: str) -> list:
+    with open(path, "rb") as f:
+        mbr = f.read(512)
+    out = []
+    for i in range(4):
+        e = mbr[446 + 16 * i:462 + 16 * i]
+        boot, ptype, start, size = e[0], e[4], *struct.unpack("<II", e[8:16])
+        if ptype:
+            out.append({"n": i + 1, "boot": boot, "type": ptype, "start": start * 512,
+                        "size": size * 512})
+    return out
+
+
+def same_as_image(disk: str, image: str) -> bool:
+    with open(image, "rb") as a, open(disk, "rb") as b:
+        while True:
+            x = a.read(MIB)
+            if not x:
+                return True
+            if b.read(len(x)) != x:
+                return False
+
+
+@pytest.fixture(scope="module")
+def n(netns, artifacts):
+    lab = Lab(os.path.join(WORK, "deploy-fast-track"), kernel=artifacts["kernel"],
+              initramfs=artifacts["initramfs"])
+    try:
+        lab.start(nodes=1)
+        yield Node(lab)
+    finally:
+        lab.stop()
+        print(f"\nlab logs: {lab.work}/logs")
+
+
+def test_inspect_and_clean_in_one_boot(n):
+    n.uuid = n.lab.enroll(n.node, fast_track=True)
+    n.lab.provision(n.uuid, "manage")
+    n.lab.wait_state(n.uuid, "manageable", 60, fail=("enroll",))
+    n.lab.provision(n.uuid, "inspect")
+    n.lab.wait_state(n.uuid, "manageable", 300, fail=("inspect failed",))
+    n.lab.provision(n.uuid, "provide")
+    node = n.lab.wait_state(n.uuid, "available", 300, fail=("clean failed",))
+    assert node["last_error"] is None
+    assert n.boots() == 1, "fast track: inspection and cleaning share one ramdisk boot"
+    n.reached.add("available")
+
+
+def test_whole_disk_image_with_config_drive(n, tmp_path):
+    n.need("available")
+    img, sha, url = n.image("wd.img", 11, tmp_path)
+    n.set_image(url, sha)
+    drive = base64.b64encode(gzip.compress(CONFIG_DRIVE)).decode()
+    n.lab.provision(n.uuid, "active", configdrive=drive)
+    node = n.lab.wait_state(n.uuid, "active", 300, fail=("deploy failed",))
+    assert node["last_error"] is None
+    assert n.boots() == 1, "fast track: the deploy used the agent that inspected and cleaned"
+    disk = n.disk("virtio")
+    assert same_as_image(disk, img)
+    # get_partition_uuids for a whole-disk image: the MBR disk identifier (zero in this image)
+    assert node["driver_internal_info"].get("root_uuid_or_disk_id") == "0x00000000", \
+        node["driver_internal_info"]
+    # the config drive: a new primary partition over the last 64 MiB of the 8 GiB disk
+    parts = mbr_entries(disk)
+    size = os.path.getsize(disk)
+    assert [p["n"] for p in parts] == [1, 2], parts
+    cd = parts[1]
+    assert (cd["type"], cd["start"], cd["size"]) == (0x0C, size - 64 * MIB, 64 * MIB), parts
+    with open(disk, "rb") as f:
+        f.seek(cd["start"])
+        assert f.read(len(CONFIG_DRIVE)) == CONFIG_DRIVE
+    n.reached.add("active")
+
+
+def test_reprovision_reuses_the_cleaning_agent(n, tmp_path):
+    """Metal3 re-provisioning: undeploy with automated cleaning leaves the agent running in
+    `available`; the next deploy starts without a power action and picks the disk by a root
+    device hint set after inspection."""
+    n.need("active")
+    n.lab.provision(n.uuid, "deleted")
+    n.lab.wait_state(n.uuid, "available", 300, fail=("clean failed", "error"))
+    assert n.boots() == 2, "undeploy boots the ramdisk once for cleaning"
+    n.wait_agent_alive(120)
+    events_before = len(n.power())
+    # hints Ironic's inspection never saw: the small NVMe disk, by serial
+    n.lab.api("PATCH", f"/v1/nodes/{n.uuid}", [
+        {"op": "add", "path": "/properties/root_device", "value": {"serial": "node-0-nvme"}}])
+    img, sha, url = n.image("again.img", 12, tmp_path)
+    n.set_image(url, sha)
+    t0 = time.time()
+    n.lab.provision(n.uuid, "active")
+    node = n.lab.wait_state(n.uuid, "active", 300, fail=("deploy failed",))
+    assert node["last_error"] is None
+    assert n.boots() == 2, "the re-deploy must not boot the ramdisk again"
+    after = n.power()[events_before:]
+    # no power action between the end of cleaning and the deploy; afterwards only
+    # tear_down_agent's power off and booting the instance from disk
+    assert all(e["t"] >= t0 for e in after), after
+    assert not [e for e in after if e["event"] == "power-on" and e.get("boot") == "pxe"], after
+    assert same_as_image(n.disk("nvme"), img), "the root device hint was not honoured"
+    assert not same_as_image(n.disk("virtio"), img)
+    n.lab.api("PATCH", f"/v1/nodes/{n.uuid}", [{"op": "remove", "path": "/properties/root_device"}])
+    n.reached.add("redeployed")
+
+
+def test_partition_image_layout_then_bootloader_refusal(n, tmp_path):
+    """A partition image: IPA's msdos layout (swap, config drive, root last and active), the
+    image in the root partition; Ironic then asks for GRUB, which IPA refuses by default
+    (CVE-2026-43003) and so does this agent."""
+    n.need("redeployed")
+    n.lab.provision(n.uuid, "deleted")
+    n.lab.wait_state(n.uuid, "available", 300, fail=("clean failed", "error"))
+    n.wait_agent_alive(120)
+    img, sha, url = n.image("root.img", 13, tmp_path)
+    n.set_image(url, sha, extra=[
+        {"op": "add", "path": "/instance_info/image_type", "value": "partition"},
+        {"op": "add", "path": "/instance_info/root_gb", "value": 1},
+        {"op": "add", "path": "/instance_info/swap_mb", "value": 64},
+        {"op": "add", "path": "/instance_info/image_disk_format", "value": "raw"},
+    ])
+    drive = base64.b64encode(gzip.compress(CONFIG_DRIVE)).decode()
+    n.lab.provision(n.uuid, "active", configdrive=drive)
+    with pytest.raises(LabError, match="deploy failed"):
+        n.lab.wait_state(n.uuid, "active", 300, fail=("deploy failed",))
+    node = n.state()
+    err = node["last_error"] or ""
+    assert "CVE-2026-43003" in err, err
+    # get_partition_uuids gave Ironic the root partition's PARTUUID (no file system in it)
+    parts = mbr_entries(n.disk("virtio"))
+    with open(n.disk("virtio"), "rb") as f:
+        f.seek(440)
+        sig = struct.unpack("<I", f.read(4))[0]
+    assert node["driver_internal_info"].get("root_uuid_or_disk_id") == f"{sig:08x}-03", \
+        node["driver_internal_info"]
+    assert [(p["type"], p["start"] // MIB, p["size"] // MIB, p["boot"]) for p in parts] == [
+        (0x82, 1, 64, 0), (0x83, 65, 1, 0), (0x83, 66, 1024, 0x80)], parts
+    with open(n.disk("virtio"), "rb") as f:
+        f.seek(65 * MIB)
+        assert f.read(len(CONFIG_DRIVE)) == CONFIG_DRIVE
+        f.seek(MIB + 4096 - 10)
+        assert f.read(10) == b"SWAPSPACE2"
+    with open(img, "rb") as a, open(n.disk("virtio"), "rb") as b:
+        b.seek(66 * MIB)
+        assert a.read() == b.read(IMAGE_MIB * MIB), "root partition differs from the image"
+    assert n.boots() == 2
