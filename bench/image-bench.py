@@ -148,7 +148,7 @@ def main():
     ap.add_argument("--size-gib", type=float, default=2.0, help="size of the raw and qcow2 images")
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
-    for tool in ("curl", "dd", "qemu-img", "qemu-io", "cmp", "/usr/bin/time"):
+    for tool in ("curl", "dd", "bash", "tee", "sha256sum", "qemu-img", "qemu-io", "cmp", "/usr/bin/time"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is needed")
     work = tempfile.mkdtemp(prefix="image-bench-", dir=args.workdir)
@@ -168,6 +168,11 @@ def main():
         ref = run(f"curl -sf {base}/disk.raw | dd of={out} bs=1M conv=fsync status=none", [out])
         rows.append((f"raw {args.size_gib:g} GiB, dense", ours, "curl \\| dd bs=1M conv=fsync", ref,
                      f"throughput ratio {ref[0] / ours[0]:.2f}"))
+        # What IPA does for a raw image: stream it, hash it while streaming, and sync the disk.
+        ipa_like = run(f"bash -c 'curl -sf {base}/disk.raw | tee >(sha256sum >/dev/null) "
+                       f"| dd of={out} bs=1M conv=fsync status=none'", [out])
+        rows.append((f"raw {args.size_gib:g} GiB, dense", ours, "curl \\| tee >(sha256sum) \\| dd bs=1M conv=fsync",
+                     ipa_like, f"throughput ratio {ipa_like[0] / ours[0]:.2f}"))
         unverified = run(f"{agent} write-image {base}/disk.raw {out} --format raw", [out])
         rows.append((f"raw {args.size_gib:g} GiB, dense, no checksum", unverified, "curl \\| dd bs=1M", plain,
                      f"throughput ratio {plain[0] / unverified[0]:.2f}"))
