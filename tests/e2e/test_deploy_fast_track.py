@@ -63,6 +63,18 @@ class Node:
             {"op": "add", "path": "/instance_info/image_os_hash_value", "value": sha},
             *extra])
 
+    def provision(self, target: str, **extra) -> None:
+        """PUT the provision state, retrying while the conductor still holds the node's lock
+        (409 right after a failed deploy, while it collects the ramdisk logs)."""
+        deadline = time.time() + 60
+        while True:
+            try:
+                return self.lab.provision(self.uuid, target, **extra)
+            except LabError as e:
+                if " 409: " not in str(e) or time.time() > deadline:
+                    raise
+                time.sleep(1)
+
     def wait_agent_alive(self, timeout: float) -> dict:
         """Until the agent heartbeats in the current state (fast track keeps it up)."""
         deadline = time.time() + timeout
@@ -227,3 +239,27 @@ def test_partition_image_layout_then_bootloader_refusal(n, tmp_path):
         b.seek(66 * MIB)
         assert a.read() == b.read(IMAGE_MIB * MIB), "root partition differs from the image"
     assert n.boots() == boots, "the deploy reused the agent that cleaned"
+
+
+def test_lockdown_for_nodes_that_must_not_power_off(n, tmp_path):
+    """`disable_power_off`: tear_down_agent syncs and locks the agent down instead of powering
+    off; Ironic waits for the agent API to go away, then reboots into the instance."""
+    n.need("redeployed")
+    n.provision("deleted")
+    n.lab.wait_state(n.uuid, "available", 300, fail=("clean failed", "error"))
+    n.wait_agent_alive(120)
+    n.lab.api("PATCH", f"/v1/nodes/{n.uuid}", [
+        {"op": "replace", "path": "/disable_power_off", "value": True}])
+    img, sha, url = n.image("locked.img", 14, tmp_path)
+    n.set_image(url, sha)
+    t0 = time.time()
+    n.lab.provision(n.uuid, "active")
+    node = n.lab.wait_state(n.uuid, "active", 300, fail=("deploy failed",))
+    assert node["last_error"] is None
+    assert same_as_image(n.disk("virtio"), img)
+    console = open(n.node.serial_log, errors="replace").read()
+    assert "locking down: the API and heartbeats stop after this reply" in console
+    assert "is down" in console.split("locking down:")[-1], "no interface was taken down"
+    offs = [e for e in n.power() if e["t"] >= t0 and e["event"] == "power-off"]
+    assert all(e.get("reason") == "restart" for e in offs), \
+        f"a node with disable_power_off was powered off (not rebooted): {offs}"
