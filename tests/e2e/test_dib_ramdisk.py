@@ -105,10 +105,10 @@ def test_element_layout_and_scripts_parse():
         assert os.access(s, os.X_OK), f"{s} is not executable: dib-run-parts would skip it"
 
 
-def run_extra_data(tmp_path, binary):
+def run_extra_data(tmp_path, binary, elements="debian-minimal ironic-agent-ramdisk"):
     hooks = tmp_path / "hooks"
     hooks.mkdir(exist_ok=True)
-    env = {"PATH": os.environ["PATH"], "TMP_HOOKS_PATH": str(hooks)}
+    env = {"PATH": os.environ["PATH"], "TMP_HOOKS_PATH": str(hooks), "IMAGE_ELEMENT": elements}
     if binary is not None:
         env["DIB_IRONIC_AGENT_BINARY"] = str(binary)
     r = subprocess.run([os.path.join(ELEMENT, "extra-data.d", "50-ironic-agent-binary")],
@@ -128,6 +128,14 @@ def test_extra_data_refuses_missing_and_dynamic_binaries(tmp_path):
     # the host's own dynamically linked tools are what the check exists for
     r, out = run_extra_data(tmp_path, shutil.which("cpio"))
     assert r.returncode != 0 and "dynamically linked" in r.stderr, r.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("other", ["ramdisk", "dracut-ramdisk"])
+def test_extra_data_refuses_dibs_own_ramdisk_elements(tmp_path, other):
+    r, out = run_extra_data(tmp_path, shutil.which("busybox"),
+                            f"debian-minimal {other} ironic-agent-ramdisk")
+    assert r.returncode != 0 and f"leave out the {other} element" in r.stderr, r.stderr
     assert not out.exists()
 
 
