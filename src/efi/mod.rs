@@ -157,7 +157,7 @@ fn mbr_signature(disk: &Disk) -> Result<u32, String> {
 /// starting with BBS, HD, FvFile, FvVol, PciRoot, VenMsg, VenHw or UsbClass) are considered.
 pub fn clean_boot_records(
     host: &HostRoot,
-    patterns: &[regex::Regex],
+    patterns: &[regex_lite::Regex],
 ) -> Result<Vec<u16>, EfiError> {
     const LISTED: &[&str] = &[
         "BBS(",
@@ -324,10 +324,10 @@ mod tests {
         mac.extend_from_slice(&[0u8; 33]);
         mac.extend_from_slice(&[0x7f, 0xff, 4, 0]);
         let c = store.add_entry("odd", mac).unwrap();
-        let pats: Vec<regex::Regex> = [r"^HD\(", r"shim.*\.efi", r"grub.*\.efi"]
+        let pats: Vec<regex_lite::Regex> = [r"^HD\(", r"shim.*\.efi", r"grub.*\.efi"]
             .iter()
             .map(|p| {
-                regex::RegexBuilder::new(p)
+                regex_lite::RegexBuilder::new(p)
                     .case_insensitive(true)
                     .build()
                     .unwrap()

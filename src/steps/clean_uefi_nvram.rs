@@ -23,7 +23,7 @@ pub fn argsinfo() -> Value {
 }
 
 /// The patterns from the step's arguments: a list of strings that compile, else refused.
-pub fn patterns(arg: Option<&Value>) -> Result<Vec<regex::Regex>, CommandError> {
+pub fn patterns(arg: Option<&Value>) -> Result<Vec<regex_lite::Regex>, CommandError> {
     let invalid = |v: &Value| {
         CommandError::new(
             ErrorKind::InvalidCommandParams,
@@ -40,7 +40,7 @@ pub fn patterns(arg: Option<&Value>) -> Result<Vec<regex::Regex>, CommandError> 
     };
     list.iter()
         .map(|p| {
-            regex::RegexBuilder::new(p)
+            regex_lite::RegexBuilder::new(p)
                 .case_insensitive(true)
                 .build()
                 .map_err(|_| invalid(&json!(list)))
