@@ -112,27 +112,40 @@ pub fn callback_url(scheme: &str, host: &str, port: u16) -> String {
     }
 }
 
-/// Sets or clears IFF_UP on interface `name` (SIOCGIFFLAGS + SIOCSIFFLAGS).
-pub fn set_link_up(name: &str, up: bool) -> std::io::Result<()> {
+/// A socket for interface ioctls (SIOCGIFFLAGS, SIOCETHTOOL, SIOCSIFVLAN, ...).
+pub fn control_socket() -> std::io::Result<std::os::fd::OwnedFd> {
     use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-    use std::os::fd::AsRawFd;
-    if name.len() >= libc::IFNAMSIZ {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "interface name too long",
-        ));
-    }
-    let sock = socket(
+    Ok(socket(
         AddressFamily::Inet,
         SockType::Datagram,
         SockFlag::SOCK_CLOEXEC,
         None,
-    )?;
+    )?)
+}
+
+/// An `ifreq` naming interface `name`, or an error for a name the kernel cannot hold.
+pub fn interface_request(name: &str) -> std::io::Result<libc::ifreq> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{name:?} is not a valid interface name"),
+        ));
+    }
     // SAFETY: ifreq is plain old data; all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
-        *d = s as libc::c_char;
+    for (d, s) in req.ifr_name.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
     }
+    Ok(req)
+}
+
+/// Sets or clears IFF_UP on interface `name` (SIOCGIFFLAGS + SIOCSIFFLAGS), as
+/// `ip link set DEV up|down` does.
+pub fn set_link_up(name: &str, up: bool) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut req = interface_request(name)?;
+    let sock = control_socket()?;
     // SAFETY: both ioctls read and write one ifreq that lives on our stack.
     unsafe {
         if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {

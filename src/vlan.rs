@@ -89,9 +89,9 @@ pub fn create(
         tracing::info!("VLAN interface {name} already exists");
         return Ok(None);
     }
-    let sock = control_socket().map_err(|reason| VlanError::Create {
+    let sock = crate::net::control_socket().map_err(|e| VlanError::Create {
         name: name.clone(),
-        reason,
+        reason: e.to_string(),
     })?;
     add_vlan(sock.as_raw_fd(), parent, vid).map_err(|e| VlanError::Create {
         name: name.clone(),
@@ -103,17 +103,6 @@ pub fn create(
     })?;
     tracing::info!("created VLAN interface {name}");
     Ok(Some(name))
-}
-
-fn control_socket() -> Result<std::os::fd::OwnedFd, String> {
-    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-    socket(
-        AddressFamily::Inet,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(|e| e.to_string())
 }
 
 /// `struct vlan_ioctl_args` from <linux/if_vlan.h> (the union is an int or a 24-byte name).

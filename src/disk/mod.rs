@@ -108,3 +108,19 @@ impl Disk {
         probe::filesystem(&self.file, &self.path, part.start, part.size)
     }
 }
+
+/// A sparse regular file of `size` bytes standing in for a disk in unit tests.
+#[cfg(test)]
+pub(crate) fn scratch_disk(size: u64) -> (tempfile::TempDir, File, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("disk");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .expect("creating the scratch disk");
+    f.set_len(size).expect("sizing the scratch disk");
+    (dir, f, path)
+}

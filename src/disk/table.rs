@@ -484,17 +484,7 @@ mod tests {
     use super::*;
 
     fn disk(size: u64) -> (tempfile::TempDir, File, std::path::PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("disk");
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
-        f.set_len(size).unwrap();
-        (dir, f, path)
+        crate::disk::scratch_disk(size)
     }
 
     fn geo(f: &File, p: &Path) -> Geometry {

@@ -148,17 +148,8 @@ pub mod tests {
 
     /// A FAT file system in a file with `files` (path, content) on it.
     pub fn esp_with(files: &[(&str, &[u8])]) -> (tempfile::TempDir, File, u64) {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("esp");
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&p)
-            .unwrap();
         let len = 40 << 20;
-        f.set_len(len).unwrap();
+        let (d, f, p) = crate::disk::scratch_disk(len);
         crate::disk::format::vfat(&f, &p, 0, len, "efi-part", true).unwrap();
         write_files(&f, 0, len, files);
         (d, f, len)

@@ -105,32 +105,14 @@ const ETHTOOL_GPERMADDR: u32 = 0x20;
 
 /// Asks the driver for the permanent address with `SIOCETHTOOL`/`ETHTOOL_GPERMADDR`.
 fn permanent_mac_ioctl(ifname: &str) -> std::io::Result<Option<String>> {
-    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
     use std::os::fd::AsRawFd;
-
-    let name = ifname.as_bytes();
-    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(&0) {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "invalid interface name",
-        ));
-    }
-    let sock = socket(
-        AddressFamily::Inet,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
+    let mut ifr = crate::net::interface_request(ifname)?;
+    let sock = crate::net::control_socket()?;
     let mut perm = EthtoolPermAddr {
         cmd: ETHTOOL_GPERMADDR,
         size: 32,
         data: [0; 32],
     };
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in ifr.ifr_name.iter_mut().zip(name) {
-        *dst = *src as libc::c_char;
-    }
     ifr.ifr_ifru.ifru_data = (&mut perm as *mut EthtoolPermAddr).cast();
     // SAFETY: SIOCETHTOOL reads the ifreq and writes at most `perm.size` bytes into `perm.data`,
     // both of which outlive the call.

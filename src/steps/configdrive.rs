@@ -276,32 +276,14 @@ mod tests {
     }
 
     fn fat_image(label: &str) -> Vec<u8> {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("cd");
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&p)
-            .unwrap();
-        f.set_len(2 * MIB).unwrap();
+        let (_dir, f, p) = crate::disk::scratch_disk(2 * MIB);
         crate::disk::format::vfat(&f, &p, 0, 2 * MIB, label, false).unwrap();
         std::fs::read(&p).unwrap()
     }
 
     #[test]
     fn whole_disk_gets_a_new_partition_then_reuses_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("disk");
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
-        f.set_len(256 * MIB).unwrap();
+        let (_dir, f, path) = crate::disk::scratch_disk(256 * MIB);
         let disk = Disk::open(&path, &crate::safety::DiskGuard::new(false, vec![])).unwrap();
         table::create(
             &disk.file,
