@@ -10,6 +10,7 @@ use crate::context::AgentContext;
 use crate::hardware::{HostRoot, Inventory};
 use crate::ironic::inspection::{post_inspection, InspectionOutcome};
 use crate::ironic::IronicClient;
+use crate::state::InspectionRecord;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
@@ -190,6 +191,13 @@ pub async fn inspect(
     inventory: &Inventory,
     tls: rustls::ClientConfig,
 ) -> Option<String> {
+    if let Some(done) = ctx.state.load_inspection() {
+        tracing::info!(
+            "inspection data was accepted earlier in this boot (node {}); not posting it again",
+            done.node_uuid.as_deref().unwrap_or("not named")
+        );
+        return done.node_uuid;
+    }
     let targets = ctx.config.inspection_targets();
     let body = collect(ctx, inventory, &ctx.config.collectors()).await;
     let client = match IronicClient::new(
@@ -212,15 +220,20 @@ pub async fn inspect(
                 "inspection data accepted; node {}",
                 uuid.as_deref().unwrap_or("(not named)")
             );
-            if body["error"].is_string() {
-                // As IPA: collector failures count after the post, and then the node UUID is
-                // not used for lookup.
+            // As IPA: collector failures count after the post, and then the node UUID is not
+            // used for lookup.
+            let uuid = if body["error"].is_string() {
                 tracing::error!(
                     "inspection finished with collector errors: {}",
                     body["error"]
                 );
-                return None;
-            }
+                None
+            } else {
+                uuid
+            };
+            ctx.state.save_inspection(&InspectionRecord {
+                node_uuid: uuid.clone(),
+            });
             uuid
         }
         InspectionOutcome::Failed(e) => {

@@ -42,19 +42,42 @@ impl StateDir {
         &self.path
     }
 
-    pub fn load_token(&self) -> Option<StoredToken> {
-        let data = std::fs::read(self.path.join("token.json")).ok()?;
+    /// `name` as JSON, if it is there and readable.
+    fn read_json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Option<T> {
+        let data = std::fs::read(self.path.join(name)).ok()?;
         serde_json::from_slice(&data).ok()
     }
 
+    /// `value` as JSON into `name`, atomically and private.
+    fn write_json<T: Serialize>(&self, name: &str, value: &T) -> std::io::Result<()> {
+        let data = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+        write_private(&self.path.join(name), &data)
+    }
+
+    pub fn load_token(&self) -> Option<StoredToken> {
+        self.read_json("token.json")
+    }
+
     pub fn save_token(&self, token: &StoredToken) {
-        let result = serde_json::to_vec(token)
-            .map_err(std::io::Error::other)
-            .and_then(|data| write_private(&self.path.join("token.json"), &data));
-        if let Err(e) = result {
+        if let Err(e) = self.write_json("token.json", token) {
             tracing::warn!(
                 "could not keep the agent token in {}: {e}; a restarted agent could not \
                             recover it",
+                self.path.display()
+            );
+        }
+    }
+
+    /// The node UUID (if Ironic named one) from inspection data accepted earlier in this boot.
+    pub fn load_inspection(&self) -> Option<InspectionRecord> {
+        self.read_json("inspection.json")
+    }
+
+    pub fn save_inspection(&self, record: &InspectionRecord) {
+        if let Err(e) = self.write_json("inspection.json", record) {
+            tracing::warn!(
+                "could not record the accepted inspection in {}: {e}; a restarted agent \
+                 would post it again",
                 self.path.display()
             );
         }
@@ -94,16 +117,20 @@ impl StateDir {
     }
 
     pub fn save_commands(&self, commands: &[StoredCommand]) {
-        let result = serde_json::to_vec(commands)
-            .map_err(std::io::Error::other)
-            .and_then(|data| write_private(&self.path.join("commands.json"), &data));
-        if let Err(e) = result {
+        if let Err(e) = self.write_json("commands.json", &commands) {
             tracing::warn!(
                 "could not keep the command history in {}: {e}",
                 self.path.display()
             );
         }
     }
+}
+
+/// Inspection data Ironic accepted: a restarted agent does not post it again (the node has
+/// moved on, and Ironic would refuse it with 404).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InspectionRecord {
+    pub node_uuid: Option<String>,
 }
 
 /// One command result as stored (the same fields Ironic sees).
@@ -174,6 +201,21 @@ mod tests {
         assert_eq!(
             std::os::unix::fs::PermissionsExt::mode(&dmeta.permissions()) & 0o777,
             0o700
+        );
+    }
+
+    #[test]
+    fn accepted_inspection_is_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateDir::open(dir.path()).unwrap();
+        assert_eq!(s.load_inspection(), None);
+        let r = InspectionRecord {
+            node_uuid: Some("n1".into()),
+        };
+        s.save_inspection(&r);
+        assert_eq!(
+            StateDir::open(dir.path()).unwrap().load_inspection(),
+            Some(r)
         );
     }
 

@@ -4,7 +4,7 @@ mod support;
 
 use std::time::Duration;
 use support::agent::*;
-use support::fake_ironic::{FakeIronic, NODE_UUID};
+use support::fake_ironic::{Canned, FakeIronic, NODE_UUID};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -75,4 +75,35 @@ async fn collector_failures_are_reported_and_lookup_goes_on_without_the_uuid() {
         "the other collectors still ran"
     );
     assert!(!ironic.requests("/v1/lookup")[0].query.contains("node_uuid"));
+}
+
+/// Ironic answers 404 while the node is still `inspecting` (its conductor has not returned from
+/// the power-on): a ramdisk that boots faster than the BMC reports power must retry, and once
+/// the data is accepted, a restarted agent must not post it again.
+#[tokio::test]
+async fn not_found_while_ironic_powers_on_is_retried_and_not_repeated_after_a_restart() {
+    let ironic = FakeIronic::start().await;
+    ironic.script(|s| {
+        s.inspections
+            .push_back(Canned::error(404, "Resource could not be found."))
+    });
+    let host = fixture_host(&[("vda", 5 << 30)]);
+    let state = tempdir();
+    let extra = format!(
+        "ipa-inspection-callback-url={}/v1/continue_inspection ipa-inspection-dhcp-wait-timeout=0",
+        ironic.url
+    );
+    let agent = start_agent_with_host(&ironic, &state_path(&state), host.path(), &extra);
+    ironic.wait_for("/v1/heartbeat/", 202, 1, T).await;
+    let posts = ironic.requests("/v1/continue_inspection");
+    assert_eq!(posts.len(), 2, "one 404, then accepted");
+    assert!(ironic.requests("/v1/lookup")[0]
+        .query
+        .contains(&format!("node_uuid={NODE_UUID}")));
+    drop(agent);
+
+    let again = start_agent_with_host(&ironic, &state_path(&state), host.path(), &extra);
+    ironic.wait_for("/v1/heartbeat/", 202, 2, T).await;
+    assert_eq!(ironic.requests("/v1/continue_inspection").len(), 2);
+    drop(again);
 }

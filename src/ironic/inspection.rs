@@ -9,8 +9,10 @@ use reqwest::Method;
 use serde_json::Value;
 use std::time::Duration;
 
-/// Attempts for connection errors, 409 and 5xx, with waits growing ×1.5 from 5 s up to 30 s.
-const ATTEMPTS: u32 = 5;
+/// Attempts for connection errors, 404, 409 and 5xx, with waits growing ×1.5 from 5 s up to
+/// 30 s: 66 s in all, longer than Ironic's 60 s `[conductor]power_state_change_timeout` (IPA
+/// makes 5 attempts, 41 s, and does not retry 404; see [`is_retryable`]).
+const ATTEMPTS: u32 = 6;
 const FIRST_WAIT: Duration = Duration::from_secs(5);
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
@@ -63,10 +65,14 @@ async fn post_once(client: &IronicClient, body: &Value) -> Result<Option<String>
     Ok(uuid)
 }
 
+/// As IPA, plus 404: Ironic answers 404 both for a node it does not know and for a node that
+/// is still `inspecting`, i.e. whose conductor has not returned from powering it on. A ramdisk
+/// that boots in seconds (this one, with a BMC that reports power-on late) posts before Ironic
+/// enters `inspect wait`; IPA, booting for a minute or more, never meets that window.
 fn is_retryable(e: &IronicError) -> bool {
     match e {
         IronicError::Unreachable { .. } => true,
-        IronicError::Status { status, .. } => *status == 409 || *status >= 500,
+        IronicError::Status { status, .. } => *status == 404 || *status == 409 || *status >= 500,
         IronicError::Body { .. } => false,
     }
 }
@@ -76,7 +82,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retry_rules_match_ipa() {
+    fn retry_rules_are_ipas_plus_not_found() {
         let st = |status| IronicError::Status {
             operation: "p".into(),
             status,
@@ -85,7 +91,8 @@ mod tests {
         assert!(is_retryable(&st(409)));
         assert!(is_retryable(&st(503)));
         assert!(!is_retryable(&st(400)));
-        assert!(!is_retryable(&st(404)));
+        assert!(is_retryable(&st(404)));
+        assert!(!is_retryable(&st(403)));
         assert!(is_retryable(&IronicError::Unreachable {
             urls: "u".into(),
             reason: "r".into()

@@ -55,6 +55,7 @@ impl Canned {
 pub struct Script {
     pub lookups: VecDeque<Canned>,
     pub heartbeats: VecDeque<Canned>,
+    pub inspections: VecDeque<Canned>,
     /// Lookups after the first successful one return `******`, as Ironic does.
     pub token_issued: bool,
     pub heartbeat_timeout: f64,
@@ -207,7 +208,10 @@ fn route(s: &mut Script, method: &str, path: &str, version: Option<&str>) -> Can
             .heartbeats
             .pop_front()
             .unwrap_or(Canned::new(202, Value::Null)),
-        ("POST", "/v1/continue_inspection") => Canned::new(202, json!({"uuid": NODE_UUID})),
+        ("POST", "/v1/continue_inspection") => s
+            .inspections
+            .pop_front()
+            .unwrap_or(Canned::new(202, json!({"uuid": NODE_UUID}))),
         _ => Canned::error(404, "Resource could not be found."),
     }
 }
