@@ -15,7 +15,16 @@ step "cargo fmt --check";   cargo fmt --all -- --check
 step "cargo clippy";        cargo clippy --all-targets -- -D warnings
 step "cargo test";          cargo test
 [ "$E2E" = 1 ] || exit 0
+# CI (TESTS_PRUNE=1) frees what the end-to-end phase no longer needs: the debug builds (GiBs)
+# and, per module, the VMs' disk files (see tests/e2e/conftest.py).
+if [ "${TESTS_PRUNE:-0}" = 1 ]; then
+    T=${CARGO_TARGET_DIR:-$REPO/target}
+    rm -rf "$T/debug" "$T/x86_64-unknown-linux-gnu/debug"
+    export E2E_PRUNE=1
+fi
+df -h "$REPO" /tmp | sed 's/^/    /'
 step "host packages and venv"; qemu/setup-host.sh
 step "ramdisk";             initramfs/build.sh
 step "DIB ramdisk";         dib-element/build.sh    # diskimage-builder + dib-element (~4-6 min)
+df -h "$REPO" /tmp | sed 's/^/    /'
 step "end-to-end tests";    tests/e2e/run.sh

@@ -139,15 +139,29 @@ async fn stream(t: &Target<'_>, dest: &Path, guard: &DiskGuard) -> Result<(), Co
         .await
         .map_err(IntoCommandError::into_command_error)?;
     tracing::info!(
-        "image {} written to {}: {} bytes downloaded, {} ({} bytes) in {:.1} s",
+        "image {} written to {}: {} bytes downloaded, {} ({} bytes) in {:.1} s; agent peak memory {}",
         t.id,
         dest.display(),
         report.bytes_downloaded,
         report.format,
         report.virtual_size,
-        report.duration.as_secs_f64()
+        report.duration.as_secs_f64(),
+        peak_memory()
     );
     Ok(())
+}
+
+/// The agent's peak resident set (VmHWM), logged after each image so operators can see that
+/// memory does not grow with the image, which is what lets small-RAM nodes take big images.
+fn peak_memory() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|kb| kb.trim().parse::<u64>().ok())
+        .map(|kb| format!("{} MiB", kb.div_ceil(1024)))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 async fn write_whole_disk_image(

@@ -3,7 +3,9 @@
 Run them with tests/e2e/run.sh: it enters the lab's network namespace (qemu/netns-run) and
 uses the venv made by qemu/setup-host.sh. The ramdisk must be built (initramfs/build.sh).
 Each run works in build/e2e/ (wiped at the start, kept afterwards: Ironic's log, the BMC's
-power events, every VM console with host timestamps).
+power events, every VM console with host timestamps). With E2E_PRUNE=1 (CI) each module's
+disk images and served images are deleted once its labs have stopped, so a run needs a few
+GiB of disk at a time rather than the sum over all modules.
 """
 import os
 import shutil
@@ -21,6 +23,8 @@ KERNEL = os.path.join(BUILD, "ironic-agent.kernel")
 VMLINUX = os.path.join(BUILD, "ironic-agent.vmlinux")
 INITRAMFS = os.path.join(BUILD, "ironic-agent.initramfs")
 WORK = os.environ.get("E2E_WORK", os.path.join(BUILD, "e2e"))
+PRUNE = os.environ.get("E2E_PRUNE") == "1"
+BIG = 16 << 20
 
 
 def pytest_configure(config):
@@ -48,3 +52,19 @@ def workdir(request):
     d = os.path.join(WORK, request.node.name)
     os.makedirs(d, exist_ok=True)
     return d
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prune_disks():
+    """Set up before, so torn down after, a module's lab fixtures: by then its VMs are gone."""
+    yield
+    if not PRUNE:
+        return
+    freed = 0
+    for root, _, files in os.walk(WORK):
+        for f in files:
+            path = os.path.join(root, f)
+            if not f.endswith(".log") and os.path.getsize(path) >= BIG:
+                freed += os.stat(path).st_blocks * 512
+                os.unlink(path)
+    print(f"\npruned {freed >> 20} MiB of disk and image files under {WORK}")
