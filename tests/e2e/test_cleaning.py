@@ -5,6 +5,9 @@ host before the first boot (through loop devices): a GPT with ext4 and an LVM ph
 in its partitions on the virtio disk, an LVM physical volume over the whole NVMe disk, XFS over
 the whole SCSI disk, and a data marker on each disk that no metadata wipe may touch.
 
+The node has `driver_info.fast_track = false` while the conductor enables fast track: the
+per-node switch must make Ironic power it off after each cleaning and boot it again.
+
 * Automated cleaning (`provide`): Ironic runs the agent's `erase_devices_metadata` (the lab's
   conductor sets `erase_devices_priority = 0`, so the full erase does not run). With the VM
   powered off, blkid and wipefs on the host find nothing on any disk file, nor at the offsets
@@ -24,7 +27,7 @@ import time
 import pytest
 
 from conftest import WORK
-from lab import Lab
+from lab import Lab, console_boots
 
 MIB = 1 << 20
 # The virtio disk's GPT: partition 1 (ext4) and partition 2 (LVM PV), in MiB.
@@ -112,17 +115,20 @@ class Cleaning:
         if step not in self.reached:
             pytest.fail(f"the node never got through '{step}' (an earlier test failed)")
 
-    def power_off(self) -> None:
-        """Powers the node off through Ironic and waits until QEMU has exited."""
-        before = len([e for e in self.lab.bmc_events_list() if e["event"] == "power-off"])
-        self.lab.api("PUT", f"/v1/nodes/{self.uuid}/states/power", {"target": "power off"})
+    def power_offs(self) -> int:
+        return len([e for e in self.lab.bmc_events_list() if e["event"] == "power-off"])
+
+    def wait_ironic_powered_off(self, before: int) -> None:
+        """The node is enrolled with driver_info.fast_track=false while the conductor has
+        [deploy]fast_track=true: the per-node switch must make Ironic power it off after
+        cleaning by itself, which also lets the test read the disk files with QEMU gone."""
         deadline = time.time() + 120
         while time.time() < deadline:
-            offs = [e for e in self.lab.bmc_events_list() if e["event"] == "power-off"]
-            if len(offs) > before and self.lab.node(self.uuid)["power_state"] == "power off":
+            if self.power_offs() > before and self.lab.node(self.uuid)["power_state"] == "power off":
                 return
             time.sleep(0.5)
-        pytest.fail(f"the node did not power off; BMC events: {self.lab.bmc_events_list()}")
+        pytest.fail("Ironic did not power the node off after cleaning (driver_info.fast_track="
+                    f"false); BMC events: {self.lab.bmc_events_list()}")
 
 
 @pytest.fixture(scope="module")
@@ -157,9 +163,10 @@ def test_fixture_disks_carry_the_metadata(cleaning):
 def test_automated_cleaning_runs_the_metadata_wipe(cleaning):
     cleaning.need("prepared")
     lab = cleaning.lab
-    cleaning.uuid = lab.enroll(cleaning.node)
+    cleaning.uuid = lab.enroll(cleaning.node, fast_track=False)
     lab.provision(cleaning.uuid, "manage")
     lab.wait_state(cleaning.uuid, "manageable", 60, fail=("enroll",))
+    offs = cleaning.power_offs()
     lab.provision(cleaning.uuid, "provide")
     node = lab.wait_state(cleaning.uuid, "available", 420, fail=("clean failed",))
     assert node["last_error"] is None
@@ -174,7 +181,7 @@ def test_automated_cleaning_runs_the_metadata_wipe(cleaning):
     plan = [line for line in log.splitlines()
             if f"List of the steps for automated cleaning of node {cleaning.uuid}" in line]
     assert plan and re.findall(r"'step': '(\w+)'", plan[-1]) == ["erase_devices_metadata"], plan
-    cleaning.power_off()
+    cleaning.wait_ironic_powered_off(offs)
     cleaning.reached.add("cleaned")
 
 
@@ -206,11 +213,14 @@ def test_manual_erase_devices_leaves_zeros(cleaning):
     ])
     lab.provision(cleaning.uuid, "manage")
     lab.wait_state(cleaning.uuid, "manageable", 60)
+    offs = cleaning.power_offs()
     lab.provision(cleaning.uuid, "clean",
                   clean_steps=[{"interface": "deploy", "step": "erase_devices"}])
     node = lab.wait_state(cleaning.uuid, "manageable", 600, fail=("clean failed",))
     assert node["last_error"] is None
-    cleaning.power_off()
+    cleaning.wait_ironic_powered_off(offs)
+    assert console_boots(cleaning.node.serial_log)["ramdisk"] == 2, \
+        "without fast track, manual cleaning boots the ramdisk again"
     assert all_zero(d["nvme"]), "the NVMe disk is not all zeros after erase_devices"
     assert all_zero(d["scsi"]), "the SCSI disk is not all zeros after erase_devices"
     assert has_marker(d["virtio"]), "the skipped virtio disk was erased"
