@@ -30,6 +30,7 @@ import http.server
 import json
 import os
 import queue
+import shutil
 import signal
 import sys
 import threading
@@ -38,7 +39,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vm import VM, Disk, Forward, VMSpec, OVMF_CODE  # noqa: E402
+from vm import VM, Disk, Forward, VMSpec, OVMF_CODE, OVMF_VARS  # noqa: E402
 
 
 def spec_from_json(d: dict) -> VMSpec:
@@ -99,6 +100,8 @@ class Machine:
         if spec.uefi and not os.path.exists(OVMF_CODE):
             self.bridge.event(self.uuid, "uefi-unavailable", firmware=OVMF_CODE)
             spec.uefi = False                       # boot with SeaBIOS rather than not at all
+        if spec.uefi and spec.efi_vars and not os.path.exists(spec.efi_vars):
+            shutil.copyfile(OVMF_VARS, spec.efi_vars)  # first power-on: factory NVRAM
         try:
             vm = VM(spec)
         except ValueError as e:

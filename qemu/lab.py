@@ -204,6 +204,7 @@ class Lab:
                 "hostfwds": [[n.agent_port, 9999]],
                 "pxe_bootfile": f"{self.http_url}/boot.ipxe",
                 "serial_log": n.serial_log,
+                "efi_vars": self.efi_vars(n),
             }
         conf = os.path.join(self.work, "bmc.json")
         with open(conf, "w") as f:
@@ -211,6 +212,10 @@ class Lab:
                        "events": self.bmc_events, "systems": systems}, f, indent=1)
         self._spawn("bmc", [self.py, os.path.join(HERE, "bmc.py"), "--config", conf])
         self._wait_http("bmc", f"http://127.0.0.1:{self.bmc_port}/", 10)
+
+    def efi_vars(self, n: "NodeDef") -> str:
+        """The node's UEFI NVRAM file (made on its first UEFI power-on)."""
+        return os.path.join(self.work, "disks", f"{n.name}-OVMF_VARS.fd")
 
     def _define_node(self, i: int) -> NodeDef:
         name = f"node-{i}"
@@ -368,7 +373,7 @@ enabled_network_interfaces = noop
 enabled_raid_interfaces = no-raid,agent
 enabled_bios_interfaces = no-bios
 enabled_console_interfaces = no-console
-enabled_rescue_interfaces = no-rescue
+enabled_rescue_interfaces = no-rescue,agent
 enabled_vendor_interfaces = no-vendor
 default_deploy_interface = direct
 default_network_interface = noop

@@ -10,7 +10,9 @@ block.
 usage: testimage.py OUT SIZE_MIB [SEED]     (prints the sha256)
 """
 import hashlib
+import os
 import random
+import subprocess
 import sys
 
 MARKER = b"ironic-agent-e2e: booted from the deployed disk"
@@ -58,6 +60,40 @@ def write_image(path: str, size_mib: int, seed: int = 1) -> str:
         for _ in range(size_mib - 1):
             chunk = rng.randbytes(1 << 20)
             f.write(chunk)
+            h.update(chunk)
+    return h.hexdigest()
+
+
+ESP_MIB = 32
+
+
+def write_uefi_image(path: str, size_mib: int, efi_app: str, work: str) -> str:
+    """A whole-disk UEFI image: GPT, partition 1 an EFI system partition (FAT) holding
+    `efi_app` as \\EFI\\BOOT\\BOOTX64.EFI, the rest of the disk pseudo-random data. Needs
+    sgdisk (gdisk), mkfs.vfat (dosfstools) and mtools. Returns the image's sha256."""
+    if size_mib < ESP_MIB + 4:
+        raise ValueError(f"a UEFI test image needs at least {ESP_MIB + 4} MiB")
+    esp = os.path.join(work, "esp.fat")
+    if os.path.exists(esp):
+        os.unlink(esp)
+    run = lambda *cmd: subprocess.run(cmd, check=True, capture_output=True)  # noqa: E731
+    run("mkfs.vfat", "-F", "16", "-n", "ESP", "-C", esp, str(ESP_MIB * 1024))
+    run("mmd", "-i", esp, "::/EFI", "::/EFI/BOOT")
+    run("mcopy", "-i", esp, efi_app, "::/EFI/BOOT/BOOTX64.EFI")
+    rng = random.Random(7)
+    with open(path, "wb") as f:
+        f.truncate(size_mib << 20)
+        f.seek((ESP_MIB + 1) << 20)
+        for _ in range(size_mib - ESP_MIB - 2):      # the last MiB holds the backup GPT
+            f.write(rng.randbytes(1 << 20))
+    run("sgdisk", "-n", f"1:2048:+{ESP_MIB}M", "-t", "1:ef00", "-c", "1:ESP", path)
+    with open(esp, "rb") as src, open(path, "r+b") as f:
+        f.seek(1 << 20)
+        f.write(src.read())
+    os.unlink(esp)
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
 

@@ -37,6 +37,7 @@ import time
 DISK_BUSES = ("virtio", "nvme", "scsi", "sata")
 BOOT_MODES = ("pxe", "disk", "direct")
 OVMF_CODE = "/usr/share/OVMF/OVMF_CODE.fd"
+OVMF_VARS = "/usr/share/OVMF/OVMF_VARS.fd"      # the template each VM's NVRAM starts from
 
 
 def detect_accel() -> str:
@@ -89,6 +90,8 @@ class VMSpec:
     smp: int = 1
     machine: str = "q35"
     uefi: bool = False                 # OVMF instead of SeaBIOS
+    efi_vars: str = ""                 # the VM's own NVRAM (a copy of OVMF_VARS); it persists
+                                       # boot entries across power cycles, as a real server's does
     macs: list[str] = dataclasses.field(default_factory=lambda: ["52:54:00:12:34:56"])
     nic_model: str = "virtio-net-pci"
     disks: list[Disk] = dataclasses.field(default_factory=list)
@@ -138,6 +141,8 @@ def qemu_command(spec: VMSpec) -> list[str]:
     ]
     if spec.uefi:
         cmd += ["-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}"]
+        if spec.efi_vars:
+            cmd += ["-drive", f"if=pflash,format=raw,unit=1,file={spec.efi_vars}"]
     for i, mac in enumerate(spec.macs):
         # every NIC gets its own slirp network (DHCP, carrier); only the first one carries the
         # forwards, and restrict=on keeps all of them off every other address

@@ -36,6 +36,16 @@ def test_qemu_command_isolates_every_nic_and_forwards_only_on_the_first(tmp_path
     assert "-m" in cmd and cmd[cmd.index("-m") + 1] == "256"
 
 
+def test_uefi_vm_gets_read_only_firmware_and_its_own_writable_nvram(tmp_path):
+    d = tmp_path / "d.raw"
+    d.write_bytes(b"")
+    spec = VMSpec(boot="disk", uefi=True, efi_vars=str(tmp_path / "vars.fd"),
+                  disks=[Disk(str(d), "virtio")], accel="tcg")
+    drives = [a for a in qemu_command(spec) if "pflash" in a]
+    assert drives[0].startswith("if=pflash,format=raw,readonly=on,file=") and "OVMF_CODE" in drives[0]
+    assert drives[1] == f"if=pflash,format=raw,unit=1,file={tmp_path / 'vars.fd'}"
+
+
 def test_vmspec_refuses_incomplete_boots():
     with pytest.raises(ValueError, match="direct boot needs a kernel"):
         qemu_command(VMSpec(boot="direct"))
