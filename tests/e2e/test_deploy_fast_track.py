@@ -25,7 +25,7 @@ import pytest
 
 from conftest import WORK
 from lab import Lab, LabError, console_boots
-from testimage import write_image
+from testimage import MARKER, write_image
 
 IMAGE_MIB = 40
 MIB = 1 << 20
@@ -261,6 +261,48 @@ def check_qcow2_deploy(n, qcow: str, sha: str, raw: str, boots: int) -> None:
     downloaded, virtual, peak = map(int, written[-1])
     assert downloaded == os.path.getsize(qcow) and virtual == 1024 * MIB, written[-1]
     assert peak <= 64, f"the agent's peak memory was {peak} MiB"
+    n.reached.add("qcow2")
+
+
+def wait_console(n, text: str, after: int, timeout: float) -> str:
+    """Until `text` appears in the console past offset `after`; returns that part."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        tail = open(n.node.serial_log, errors="replace").read()[after:]
+        if text in tail:
+            return tail
+        time.sleep(1)
+    pytest.fail(f"{text!r} did not appear on the console within {timeout} s")
+
+
+def test_rescue_and_unrescue(n):
+    """Ironic's agent rescue: the ramdisk boots again, Ironic calls rescue.finalize_rescue
+    with the (hashed) password, the agent stops and init turns the hash into a `rescue`
+    login; unrescue boots the instance from its disk again."""
+    n.need("qcow2")
+    # an active node's rescue interface can only change in maintenance mode
+    n.lab.api("PUT", f"/v1/nodes/{n.uuid}/maintenance", {"reason": "enable agent rescue"})
+    n.lab.api("PATCH", f"/v1/nodes/{n.uuid}", [
+        {"op": "replace", "path": "/rescue_interface", "value": "agent"},
+        {"op": "add", "path": "/driver_info/rescue_kernel",
+         "value": n.state()["driver_info"]["deploy_kernel"]},
+        {"op": "add", "path": "/driver_info/rescue_ramdisk",
+         "value": n.state()["driver_info"]["deploy_ramdisk"]}])
+    n.lab.api("DELETE", f"/v1/nodes/{n.uuid}/maintenance")
+    boots = n.boots()
+    start = len(open(n.node.serial_log, errors="replace").read())
+    n.provision("rescue", rescue_password="e2e-rescue-password")
+    node = n.lab.wait_state(n.uuid, "rescue", 300, fail=("rescue failed",))
+    assert node["last_error"] is None
+    assert n.boots() == boots + 1, "rescue boots the ramdisk"
+    tail = wait_console(n, "rescue: user rescue created", start, 60)
+    assert "rescue finalized: the API stops after this reply" in tail
+    assert "malformed password hash" not in tail
+    start = len(open(n.node.serial_log, errors="replace").read())
+    n.provision("unrescue")
+    node = n.lab.wait_state(n.uuid, "active", 300, fail=("unrescue failed",))
+    assert node["last_error"] is None
+    wait_console(n, MARKER.decode(), start, 120)
 
 
 def test_partition_image_layout_then_bootloader_refusal(n, tmp_path):
