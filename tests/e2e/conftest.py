@@ -33,6 +33,27 @@ def pytest_configure(config):
     os.makedirs(WORK)
 
 
+class SharedNode:
+    """The one lab node a module's tests share (they run in file order), and the steps it got
+    through, so a later test fails with the earlier step's name instead of a timeout."""
+
+    def __init__(self, lab):
+        self.lab = lab
+        self.node = lab.nodes[0]
+        self.uuid = ""
+        self.reached = set()
+
+    def need(self, step: str) -> None:
+        if step not in self.reached:
+            pytest.fail(f"the node never got through '{step}' (an earlier test failed or was skipped)")
+
+    def state(self) -> dict:
+        return self.lab.node(self.uuid)
+
+    def console(self) -> str:
+        return open(self.node.serial_log, errors="replace").read()
+
+
 @pytest.fixture(scope="session")
 def artifacts():
     for f in (KERNEL, VMLINUX, INITRAMFS):

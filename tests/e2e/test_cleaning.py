@@ -26,7 +26,7 @@ import time
 
 import pytest
 
-from conftest import WORK
+from conftest import WORK, SharedNode
 from lab import Lab, console_boots
 
 MIB = 1 << 20
@@ -103,17 +103,10 @@ def prepare_disks(disks: dict) -> None:
         write_marker(path)
 
 
-class Cleaning:
+class Cleaning(SharedNode):
     def __init__(self, lab: Lab):
-        self.lab = lab
-        self.node = lab.nodes[0]
+        super().__init__(lab)
         self.disks = {d["bus"]: d["path"] for d in self.node.disks}
-        self.uuid = ""
-        self.reached = set()
-
-    def need(self, step: str) -> None:
-        if step not in self.reached:
-            pytest.fail(f"the node never got through '{step}' (an earlier test failed)")
 
     def power_offs(self) -> int:
         return len([e for e in self.lab.bmc_events_list() if e["event"] == "power-off"])

@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from conftest import WORK
+from conftest import WORK, SharedNode
 from lab import Lab, LabError, console_boots
 from testimage import MARKER, write_image
 
@@ -32,20 +32,7 @@ MIB = 1 << 20
 CONFIG_DRIVE = b"ironic-agent-e2e config drive\n" * 1000
 
 
-class Node:
-    def __init__(self, lab: Lab):
-        self.lab = lab
-        self.node = lab.nodes[0]
-        self.uuid = ""
-        self.reached = set()
-
-    def need(self, step: str) -> None:
-        if step not in self.reached:
-            pytest.fail(f"the node never got through '{step}' (an earlier test failed)")
-
-    def state(self) -> dict:
-        return self.lab.node(self.uuid)
-
+class Node(SharedNode):
     def boots(self) -> int:
         return console_boots(self.node.serial_log)["ramdisk"]
 
@@ -252,7 +239,7 @@ def check_qcow2_deploy(n, qcow: str, sha: str, raw: str, boots: int) -> None:
     assert node["last_error"] is None
     assert n.boots() == boots, "the deploy reused the agent that cleaned"
     assert same_as_image(n.disk("virtio"), raw), "the disk differs from the qcow2's contents"
-    console = open(n.node.serial_log, errors="replace").read()
+    console = n.console()
     assert "oom-kill" not in console and "Out of memory" not in console
     # the agent's own account: qcow2 converted in one pass, in memory the image did not set
     written = re.findall(r"written to \S+: (\d+) bytes downloaded, qcow2 \((\d+) bytes\).*"
@@ -268,7 +255,7 @@ def wait_console(n, text: str, after: int, timeout: float) -> str:
     """Until `text` appears in the console past offset `after`; returns that part."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        tail = open(n.node.serial_log, errors="replace").read()[after:]
+        tail = n.console()[after:]
         if text in tail:
             return tail
         time.sleep(1)
@@ -290,7 +277,7 @@ def test_rescue_and_unrescue(n):
          "value": n.state()["driver_info"]["deploy_ramdisk"]}])
     n.lab.api("DELETE", f"/v1/nodes/{n.uuid}/maintenance")
     boots = n.boots()
-    start = len(open(n.node.serial_log, errors="replace").read())
+    start = len(n.console())
     n.provision("rescue", rescue_password="e2e-rescue-password")
     node = n.lab.wait_state(n.uuid, "rescue", 300, fail=("rescue failed",))
     assert node["last_error"] is None
@@ -298,7 +285,7 @@ def test_rescue_and_unrescue(n):
     tail = wait_console(n, "rescue: user rescue created", start, 60)
     assert "rescue finalized: the API stops after this reply" in tail
     assert "malformed password hash" not in tail
-    start = len(open(n.node.serial_log, errors="replace").read())
+    start = len(n.console())
     n.provision("unrescue")
     node = n.lab.wait_state(n.uuid, "active", 300, fail=("unrescue failed",))
     assert node["last_error"] is None
@@ -364,7 +351,7 @@ def test_lockdown_for_nodes_that_must_not_power_off(n, tmp_path):
     node = n.lab.wait_state(n.uuid, "active", 300, fail=("deploy failed",))
     assert node["last_error"] is None
     assert same_as_image(n.disk("virtio"), img)
-    console = open(n.node.serial_log, errors="replace").read()
+    console = n.console()
     assert "locking down: the API and heartbeats stop after this reply" in console
     assert "is down" in console.split("locking down:")[-1], "no interface was taken down"
     offs = [e for e in n.power() if e["t"] >= t0 and e["event"] == "power-off"]

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import WORK
+from conftest import SharedNode, WORK
 from gates import require
 from lab import Lab, LabError, console_boots
 from testimage import MARKER, write_image
@@ -24,21 +24,8 @@ from testimage import MARKER, write_image
 IMAGE_MIB = 48
 
 
-class Flow:
+class Flow(SharedNode):
     """What the steps share: the lab, the node, and how far the node got."""
-
-    def __init__(self, lab: Lab):
-        self.lab = lab
-        self.node = lab.nodes[0]
-        self.uuid = ""
-        self.reached = set()
-
-    def need(self, step: str) -> None:
-        if step not in self.reached:
-            pytest.fail(f"the node never got through '{step}' (an earlier test failed or was skipped)")
-
-    def state(self) -> dict:
-        return self.lab.node(self.uuid)
 
     def boots(self) -> dict:
         return console_boots(self.node.serial_log)

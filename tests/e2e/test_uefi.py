@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import WORK
+from conftest import WORK, SharedNode
 from lab import Lab, console_boots
 from testimage import write_uefi_image
 from vm import OVMF_VARS
@@ -25,28 +25,13 @@ IMAGE_MIB = 48
 LOADER = "\\EFI\\BOOT\\BOOTX64.EFI"
 
 
-class Node:
-    def __init__(self, lab: Lab):
-        self.lab = lab
-        self.node = lab.nodes[0]
-        self.uuid = ""
-        self.reached = set()
-
-    def need(self, step: str) -> None:
-        if step not in self.reached:
-            pytest.fail(f"the node never got through '{step}' (an earlier test failed)")
-
-    def console(self) -> str:
-        return open(self.node.serial_log, errors="replace").read()
-
-
 @pytest.fixture(scope="module")
 def n(netns, artifacts):
     lab = Lab(os.path.join(WORK, "uefi"), kernel=artifacts["kernel"],
               initramfs=artifacts["initramfs"], boot_mode="uefi")
     try:
         lab.start(nodes=1)
-        yield Node(lab)
+        yield SharedNode(lab)
     finally:
         lab.stop()
         print(f"\nlab logs: {lab.work}/logs")
