@@ -21,7 +21,8 @@ need_root() { [ "$(id -u)" = 0 ] || { echo "setup-host: must run as root (apt-ge
 # qemu-utils 10.0 (from backports) and apt would remove it.
 # ramdisk and lab: busybox-static cpio zstd; tests: e2fsprogs (mkfs.ext4 on disk files), iproute2,
 # util-linux (unshare); the agent build (DESIGN.md): libblkid-dev libclang-dev pkg-config;
-# the erase tests' fixtures (GPT, LVM, XFS, FAT signatures): gdisk lvm2 xfsprogs dosfstools
+# the erase tests' fixtures (GPT, LVM, XFS, FAT signatures): gdisk lvm2 xfsprogs dosfstools;
+# UEFI VMs and their test image's EFI system partition: ovmf mtools
 APT_PKGS="busybox-static cpio iproute2 curl xz-utils zstd gzip util-linux e2fsprogs binutils libblkid-dev libclang-dev pkg-config gdisk lvm2 xfsprogs dosfstools mtools ovmf"
 missing=""
 for p in $APT_PKGS qemu-system-x86 ipxe-qemu; do
