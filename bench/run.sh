@@ -1,7 +1,7 @@
 #!/bin/bash
 # Every performance figure the README quotes, measured on this machine in one run, each against
-# its reference tool: image writes (curl | dd, qemu-img convert), erase passes (dd), and boot
-# times plus the full Ironic flow under QEMU (the lab's real Ironic).
+# its reference tool: inventory time, image writes (curl | dd, qemu-img convert), erase passes
+# (dd), and boot times plus the full Ironic flow under QEMU (the lab's real Ironic).
 #
 #   bench/run.sh [--quick]      (--quick: 1 GiB images, 3 boots, no flow)
 #
@@ -25,6 +25,12 @@ step "binary"
 echo "| binary | size |"
 echo "|---|---|"
 echo "| ironic-agent (static-pie, stripped) | $(stat -c %s "$BIN") B ($(( $(stat -c %s "$BIN") / 1024 / 1024 )) MiB) |"
+
+step "inventory (ironic-agent inventory on this host, 10 runs)"
+for _ in $(seq 10); do
+    "$BIN" inventory 2>&1 >/dev/null | grep -o 'inventory collected in [0-9.]* ms'
+done | awk '{print $4}' | sort -n |
+    awk '{a[NR] = $1} END {printf "inventory collected in %s / %s / %s ms (min/median/max of %d)\n", a[1], a[int((NR + 1) / 2)], a[NR], NR}'
 
 step "image writes (bench/image-bench.py --size-gib $SIZE)"
 python3 bench/image-bench.py --agent "$BIN" --size-gib "$SIZE"
