@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 use support::agent::*;
 use support::fake_ironic::{FakeIronic, NODE_UUID};
+use support::loopdev::Loop;
 
 const T: Duration = Duration::from_secs(20);
 const GIB: u64 = 1 << 30;
@@ -277,27 +278,6 @@ async fn install_bootloader_registers_the_esp_loader_in_uefi_mode() {
     assert!(!boot.exists());
 }
 
-/// A loop device over a file; detached (with its partitions) on drop.
-struct Loop(PathBuf);
-
-impl Loop {
-    fn attach(file: &Path) -> Option<Self> {
-        let out = Command::new("losetup")
-            .args(["-f", "--show", file.to_str()?])
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| Self(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())))
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
-    }
-}
-
 #[tokio::test]
 async fn inject_files_into_the_partitions_of_the_install_disk() {
     let work = tempdir();
@@ -306,15 +286,15 @@ async fn inject_files_into_the_partitions_of_the_install_disk() {
         .unwrap()
         .set_len(96 * MIB)
         .unwrap();
-    let Some(dev) = Loop::attach(&backing) else {
-        eprintln!("SKIPPED: cannot attach a loop device here (needs root and /dev/loop-control)");
+    let Some(lp) = Loop::attach_plain(&backing) else {
         return;
     };
+    let dev = &lp.dev;
     // two ext4 partitions: p1 holds /boot, p2 holds /etc
-    let guard = ironic_agent::safety::DiskGuard::new(false, vec![dev.0.clone()]);
+    let guard = ironic_agent::safety::DiskGuard::new(false, vec![dev.clone()]);
     let parts = {
         use ironic_agent::disk::{kernel, table, Disk};
-        let disk = Disk::open(&dev.0, &guard).unwrap();
+        let disk = Disk::open(dev, &guard).unwrap();
         let part = |size_mib| table::NewPartition {
             size_mib,
             role: table::Role::Linux,
@@ -322,14 +302,14 @@ async fn inject_files_into_the_partitions_of_the_install_disk() {
         };
         let t = table::create(
             &disk.file,
-            &dev.0,
+            dev,
             disk.geo,
             table::Label::Gpt,
             &[part(32), part(32)],
         )
         .unwrap();
-        kernel::sync_partitions(&disk.file, &dev.0, &t).unwrap();
-        [1, 2].map(|n| kernel::partition_node(&dev.0, n).unwrap())
+        kernel::sync_partitions(&disk.file, dev, &t).unwrap();
+        [1, 2].map(|n| kernel::partition_node(dev, n).unwrap())
     };
     for (p, dir) in parts.iter().zip(["boot", "etc"]) {
         let ok = Command::new("mkfs.ext4")
@@ -355,10 +335,10 @@ async fn inject_files_into_the_partitions_of_the_install_disk() {
     ] {
         std::fs::write(host.path().join("sys/block/vda").join(f), v).unwrap();
     }
-    std::os::unix::fs::symlink(&dev.0, host.path().join("dev/vda")).unwrap();
+    std::os::unix::fs::symlink(dev, host.path().join("dev/vda")).unwrap();
     let srv = support::Server::start().await;
     srv.put(&format!("/n/{NODE_UUID}"), b"from a url".to_vec());
-    let s = setup_with(host, vec![dev.0.clone()]).await;
+    let s = setup_with(host, vec![dev.clone()]).await;
     let node = json!({"uuid": NODE_UUID, "instance_info": {"root_device": {"name": "/dev/vda"}},
                       "properties": {"inject_files": [
         {"path": "/etc/hostname", "content": base64::engine::general_purpose::STANDARD.encode("node-1\n"),

@@ -11,32 +11,12 @@ use ironic_agent::safety::DiskGuard;
 use ironic_agent::steps::node_caps::BootMode;
 use ironic_agent::steps::{configdrive, partition_image};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
+use support::loopdev::Loop;
 use support::*;
 
 const MIB: u64 = 1 << 20;
-
-/// A loop device over a file; detached (with its partitions) on drop.
-struct Loop(PathBuf);
-
-impl Loop {
-    fn attach(file: &Path) -> Option<Self> {
-        let out = Command::new("losetup")
-            .args(["-f", "--show", file.to_str()?])
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| Self(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())))
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
-    }
-}
 
 /// An ext4 file system image (the root partition image) and its UUID.
 fn ext4_image(dir: &Path, mib: u64) -> Option<(Vec<u8>, String)> {
@@ -82,18 +62,18 @@ async fn uefi_partition_image_on_a_loop_device() {
     };
     let backing = dir.path().join("disk.bin");
     std::fs::write(&backing, vec![0xEEu8; 700 << 20]).unwrap();
-    let Some(dev) = Loop::attach(&backing) else {
-        eprintln!("SKIPPED: cannot attach a loop device here (needs root and /dev/loop-control)");
+    let Some(lp) = Loop::attach_plain(&backing) else {
         return;
     };
-    let guard = DiskGuard::new(false, vec![dev.0.clone()]);
+    let dev = &lp.dev;
+    let guard = DiskGuard::new(false, vec![dev.clone()]);
     let cd = b"config drive payload".repeat(1000);
     let l = layout(BootMode::Uefi, table::Label::Gpt);
     // The guard is asked first: an unlisted device is refused before anything is written.
-    let refused = partition_image::prepare(&dev.0, &DiskGuard::new(false, vec![]), &l, None, "n");
+    let refused = partition_image::prepare(dev, &DiskGuard::new(false, vec![]), &l, None, "n");
     assert!(refused.is_err());
 
-    let prepared = partition_image::prepare(&dev.0, &guard, &l, Some(&cd), "node-1").unwrap();
+    let prepared = partition_image::prepare(dev, &guard, &l, Some(&cd), "node-1").unwrap();
     let keys: Vec<&str> = prepared.parts.iter().map(|(k, _, _)| *k).collect();
     assert_eq!(
         keys,
@@ -106,7 +86,7 @@ async fn uefi_partition_image_on_a_loop_device() {
         ]
     );
     // the kernel sees exactly the table (added with BLKPG where it has no GPT parser)
-    let kparts = kernel::kernel_partitions(&dev.0).unwrap();
+    let kparts = kernel::kernel_partitions(dev).unwrap();
     assert_eq!(kparts.len(), 5);
     for (_, p, node) in &prepared.parts {
         let k = kparts.iter().find(|k| k.number == p.number).unwrap();
@@ -137,7 +117,7 @@ async fn uefi_partition_image_on_a_loop_device() {
         root.display().to_string().as_str()
     );
     assert!(uuids.get("PReP Boot partition uuid").is_none());
-    drop(dev);
+    drop(lp);
 
     // What a firmware and an OS would find on the disk.
     let disk = Disk::open(&backing, &DiskGuard::new(false, vec![])).unwrap();
@@ -181,14 +161,14 @@ async fn bios_msdos_layout_marks_root_active() {
     let dir = tempfile::tempdir().unwrap();
     let backing = dir.path().join("disk.bin");
     std::fs::write(&backing, vec![0u8; 80 << 20]).unwrap();
-    let Some(dev) = Loop::attach(&backing) else {
-        eprintln!("SKIPPED: cannot attach a loop device here (needs root and /dev/loop-control)");
+    let Some(lp) = Loop::attach_plain(&backing) else {
         return;
     };
-    let guard = DiskGuard::new(false, vec![dev.0.clone()]);
+    let dev = &lp.dev;
+    let guard = DiskGuard::new(false, vec![dev.clone()]);
     let mut l = layout(BootMode::Bios, table::Label::Msdos);
     l.ephemeral_mb = 0;
-    let prepared = partition_image::prepare(&dev.0, &guard, &l, None, "n").unwrap();
+    let prepared = partition_image::prepare(dev, &guard, &l, None, "n").unwrap();
     let keys: Vec<&str> = prepared.parts.iter().map(|(k, _, _)| *k).collect();
     assert_eq!(keys, ["swap", "root"]);
     let uuids = partition_image::partition_uuids(&prepared, &guard, &l).unwrap();
@@ -205,16 +185,16 @@ async fn config_drive_partition_added_to_a_whole_disk_image() {
     let dir = tempfile::tempdir().unwrap();
     let backing = dir.path().join("disk.bin");
     std::fs::write(&backing, vec![0u8; 200 << 20]).unwrap();
-    let Some(dev) = Loop::attach(&backing) else {
-        eprintln!("SKIPPED: cannot attach a loop device here (needs root and /dev/loop-control)");
+    let Some(lp) = Loop::attach_plain(&backing) else {
         return;
     };
-    let guard = DiskGuard::new(false, vec![dev.0.clone()]);
+    let dev = &lp.dev;
+    let guard = DiskGuard::new(false, vec![dev.clone()]);
     {
-        let disk = Disk::open(&dev.0, &guard).unwrap();
+        let disk = Disk::open(dev, &guard).unwrap();
         table::create(
             &disk.file,
-            &dev.0,
+            dev,
             disk.geo,
             table::Label::Msdos,
             &[table::NewPartition {
@@ -226,11 +206,11 @@ async fn config_drive_partition_added_to_a_whole_disk_image() {
         .unwrap();
     }
     let data = b"iso-ish".repeat(4096);
-    let part = configdrive::add_to_whole_disk_at(&dev.0, &guard, &data, "node-2").unwrap();
+    let part = configdrive::add_to_whole_disk_at(dev, &guard, &data, "node-2").unwrap();
     assert_eq!(part.number, 2);
     assert_eq!((part.start, part.end()), (136 * MIB, 200 * MIB));
     // the kernel knows the new partition and its node holds the data
-    let node = kernel::partition_node(&dev.0, 2).unwrap();
+    let node = kernel::partition_node(dev, 2).unwrap();
     let mut got = vec![0u8; data.len()];
     std::fs::File::open(&node)
         .unwrap()

@@ -7,33 +7,8 @@ mod support;
 use ironic_agent::image::write_image;
 use ironic_agent::safety::DiskGuard;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use support::loopdev::Loop;
 use support::*;
-
-/// A loop device over a file; detached on drop.
-struct Loop(PathBuf);
-
-impl Loop {
-    fn attach(file: &Path) -> Option<Self> {
-        let out = Command::new("losetup")
-            .args(["-f", "--show", file.to_str()?])
-            .output()
-            .ok()?;
-        if !out.status.success() {
-            return None;
-        }
-        Some(Self(PathBuf::from(
-            String::from_utf8_lossy(&out.stdout).trim(),
-        )))
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
-    }
-}
 
 fn le64(b: &mut [u8], o: usize, v: u64) {
     b[o..o + 8].copy_from_slice(&v.to_le_bytes());
@@ -90,10 +65,10 @@ async fn qcow2_to_a_larger_loop_device_moves_the_backup_gpt() {
     let dir = tempfile::tempdir().unwrap();
     let backing = dir.path().join("disk.bin");
     std::fs::write(&backing, vec![0xEEu8; 96 << 20]).unwrap();
-    let Some(dev) = Loop::attach(&backing) else {
-        eprintln!("SKIPPED: cannot attach a loop device here (needs root and /dev/loop-control)");
+    let Some(lp) = Loop::attach_plain(&backing) else {
         return;
     };
+    let dev = &lp.dev;
     let lbas = (64u64 << 20) / 512;
     let img = gpt_image(lbas);
     let raw = dir.path().join("gpt.raw");
@@ -116,7 +91,7 @@ async fn qcow2_to_a_larger_loop_device_moves_the_backup_gpt() {
     // Not permitted: refused before anything is downloaded.
     let refused = write_image(
         &request(&srv.url("gpt.qcow2"), &bytes),
-        &dev.0,
+        dev,
         &DiskGuard::new(false, vec![]),
         |_| {},
     )
@@ -124,19 +99,14 @@ async fn qcow2_to_a_larger_loop_device_moves_the_backup_gpt() {
     assert!(refused
         .unwrap_err()
         .to_string()
-        .contains(dev.0.to_str().unwrap()));
+        .contains(dev.to_str().unwrap()));
 
-    let guard = DiskGuard::new(false, vec![dev.0.clone()]);
-    let report = write_image(
-        &request(&srv.url("gpt.qcow2"), &bytes),
-        &dev.0,
-        &guard,
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let guard = DiskGuard::new(false, vec![dev.clone()]);
+    let report = write_image(&request(&srv.url("gpt.qcow2"), &bytes), dev, &guard, |_| {})
+        .await
+        .unwrap();
     assert!(report.gpt_moved);
-    drop(dev);
+    drop(lp);
 
     let disk = std::fs::File::open(&backing).unwrap();
     let last = (96u64 << 20) / 512 - 1;
@@ -169,21 +139,21 @@ async fn image_larger_than_the_device_is_refused_before_writing() {
     let dir = tempfile::tempdir().unwrap();
     let backing = dir.path().join("small.bin");
     std::fs::write(&backing, vec![0xEEu8; 8 << 20]).unwrap();
-    let Some(dev) = Loop::attach(&backing) else {
-        eprintln!("SKIPPED: cannot attach a loop device here (needs root and /dev/loop-control)");
+    let Some(lp) = Loop::attach_plain(&backing) else {
         return;
     };
+    let dev = &lp.dev;
     let img = raw_image(12 << 20, 52);
     let srv = Server::start().await;
     srv.put("big.img", img.clone());
-    let guard = DiskGuard::new(false, vec![dev.0.clone()]);
-    let err = write_image(&request(&srv.url("big.img"), &img), &dev.0, &guard, |_| {})
+    let guard = DiskGuard::new(false, vec![dev.clone()]);
+    let err = write_image(&request(&srv.url("big.img"), &img), dev, &guard, |_| {})
         .await
         .unwrap_err();
     assert!(
         matches!(err, ironic_agent::image::ImageError::OutOfSpace { .. }),
         "{err}"
     );
-    drop(dev);
+    drop(lp);
     assert!(std::fs::read(&backing).unwrap().iter().all(|&b| b == 0xEE));
 }

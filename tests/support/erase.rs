@@ -66,63 +66,7 @@ pub fn wipefs_list(dev: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// A loop device over a file; partitions scanned with partx; detached on drop.
-pub struct Loop {
-    pub dev: PathBuf,
-}
-
-impl Loop {
-    /// `None` (with a SKIPPED note) when loop devices cannot be attached here.
-    pub fn attach(file: &Path, read_only: bool) -> Option<Self> {
-        let mut args = vec!["-f", "--show", "-P"];
-        if read_only {
-            args.push("-r");
-        }
-        let out = Command::new("losetup")
-            .args(&args)
-            .arg(file)
-            .output()
-            .ok()?;
-        if !out.status.success() {
-            eprintln!(
-                "SKIPPED: cannot attach a loop device here (needs root and /dev/loop-control): {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            return None;
-        }
-        Some(Self {
-            dev: PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()),
-        })
-    }
-
-    pub fn kname(&self) -> String {
-        self.dev.file_name().unwrap().to_string_lossy().to_string()
-    }
-
-    /// Adds the partitions of its table as block devices (this kernel's BLKRRPART may lack
-    /// the table parsers; partx parses in user space and adds them with BLKPG).
-    pub fn add_partitions(&self) {
-        run("partx", &["-a", self.dev.to_str().unwrap()]);
-    }
-
-    /// The partition devices the kernel currently has.
-    pub fn partitions(&self) -> Vec<PathBuf> {
-        let mut parts: Vec<PathBuf> = std::fs::read_dir(format!("/sys/block/{}", self.kname()))
-            .unwrap()
-            .flatten()
-            .filter(|e| e.path().join("partition").exists())
-            .map(|e| PathBuf::from("/dev").join(e.file_name()))
-            .collect();
-        parts.sort();
-        parts
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
-    }
-}
+pub use super::loopdev::Loop;
 
 /// A fixture host root.
 pub struct Host {

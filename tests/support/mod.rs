@@ -6,6 +6,7 @@ pub mod agent;
 pub mod erase;
 pub mod fake_ironic;
 pub mod hardware;
+pub mod loopdev;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
