@@ -193,6 +193,15 @@ async fn a_verified_discard_replaces_a_failed_secure_erase_when_enabled() {
     assert!(all_zero(&dev, 32 * MIB));
 }
 
+/// `ironic-agent erase-device ARGS`; panics when it cannot be started.
+fn erase_device(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ironic-agent"))
+        .arg("erase-device")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn the_erase_device_command_overwrites_or_wipes_one_named_device() {
     let dir = tempfile::tempdir().unwrap();
@@ -202,11 +211,7 @@ fn the_erase_device_command_overwrites_or_wipes_one_named_device() {
         .set_len(12 * MIB)
         .unwrap();
     fill(&f, 12 * MIB, 0x3c);
-    let agent = env!("CARGO_BIN_EXE_ironic-agent");
-    let out = std::process::Command::new(agent)
-        .args(["erase-device", f.to_str().unwrap(), "--iterations", "1"])
-        .output()
-        .unwrap();
+    let out = erase_device(&[f.to_str().unwrap(), "--iterations", "1"]);
     assert!(
         out.status.success(),
         "{}",
@@ -219,10 +224,7 @@ fn the_erase_device_command_overwrites_or_wipes_one_named_device() {
 
     if have("mkfs.ext4", "e2fsprogs") && have("blkid", "util-linux") {
         run("mkfs.ext4", &["-q", "-F", f.to_str().unwrap()]);
-        let out = std::process::Command::new(agent)
-            .args(["erase-device", f.to_str().unwrap(), "--method", "metadata"])
-            .output()
-            .unwrap();
+        let out = erase_device(&[f.to_str().unwrap(), "--method", "metadata"]);
         assert!(
             out.status.success(),
             "{}",
@@ -232,10 +234,7 @@ fn the_erase_device_command_overwrites_or_wipes_one_named_device() {
         assert_eq!(blkid(&f), "");
     }
 
-    let out = std::process::Command::new(agent)
-        .args(["erase-device", "/nonexistent/disk"])
-        .output()
-        .unwrap();
+    let out = erase_device(&["/nonexistent/disk"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
