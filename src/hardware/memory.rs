@@ -12,9 +12,17 @@ use super::{HostRoot, Memory};
 /// MemTotal in bytes.
 fn mem_total(host: &HostRoot) -> Option<u64> {
     let meminfo = std::fs::read_to_string(host.path("/proc/meminfo")).ok()?;
-    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
+    kib_field(&meminfo, "MemTotal")?.checked_mul(1024)
+}
+
+/// The value of a `Key:   1234 kB` line of a procfs file (/proc/meminfo, /proc/self/status).
+pub fn kib_field(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Sizes (bytes) of the installed SMBIOS memory devices.
@@ -64,5 +72,22 @@ pub fn get_memory(host: &HostRoot) -> Memory {
     Memory {
         total,
         physical_mb: Some(physical_mb),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kib_field;
+
+    #[test]
+    fn kib_fields_of_procfs_files() {
+        let status = "Name:\tironic-agent\nVmPeak:\t  40000 kB\nVmHWM:\t   26112 kB\n";
+        assert_eq!(kib_field(status, "VmHWM"), Some(26112));
+        assert_eq!(kib_field(status, "VmPea"), None, "the whole key must match");
+        assert_eq!(
+            kib_field("MemTotal:  262144 kB\n", "MemTotal"),
+            Some(262144)
+        );
+        assert_eq!(kib_field("MemTotal: many kB\n", "MemTotal"), None);
     }
 }

@@ -155,12 +155,8 @@ async fn stream(t: &Target<'_>, dest: &Path, guard: &DiskGuard) -> Result<(), Co
 /// memory does not grow with the image, which is what lets small-RAM nodes take big images.
 fn peak_memory() -> String {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .and_then(|kb| kb.trim().parse::<u64>().ok())
-        .map(|kb| format!("{} MiB", kb.div_ceil(1024)))
+    crate::hardware::memory::kib_field(&status, "VmHWM")
+        .map(|kib| format!("{} MiB", kib.div_ceil(1024)))
         .unwrap_or_else(|| "unknown".into())
 }
 
