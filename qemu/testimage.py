@@ -67,6 +67,10 @@ def write_image(path: str, size_mib: int, seed: int = 1) -> str:
 ESP_MIB = 32
 
 
+def run(*cmd: str) -> None:
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
 def write_uefi_image(path: str, size_mib: int, efi_app: str, work: str) -> str:
     """A whole-disk UEFI image: GPT, partition 1 an EFI system partition (FAT) holding
     `efi_app` as \\EFI\\BOOT\\BOOTX64.EFI, the rest of the disk pseudo-random data. Needs
@@ -76,7 +80,6 @@ def write_uefi_image(path: str, size_mib: int, efi_app: str, work: str) -> str:
     esp = os.path.join(work, "esp.fat")
     if os.path.exists(esp):
         os.unlink(esp)
-    run = lambda *cmd: subprocess.run(cmd, check=True, capture_output=True)  # noqa: E731
     run("mkfs.vfat", "-F", "16", "-n", "ESP", "-C", esp, str(ESP_MIB * 1024))
     run("mmd", "-i", esp, "::/EFI", "::/EFI/BOOT")
     run("mcopy", "-i", esp, efi_app, "::/EFI/BOOT/BOOTX64.EFI")

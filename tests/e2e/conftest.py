@@ -7,6 +7,7 @@ power events, every VM console with host timestamps). With E2E_PRUNE=1 (CI) each
 disk images and served images are deleted once its labs have stopped, so a run needs a few
 GiB of disk at a time rather than the sum over all modules.
 """
+import contextlib
 import os
 import shutil
 import sys
@@ -52,6 +53,19 @@ class SharedNode:
 
     def console(self) -> str:
         return open(self.node.serial_log, errors="replace").read()
+
+
+@contextlib.contextmanager
+def started_lab(name: str, artifacts: dict, **kw):
+    """A one-node lab under WORK/<name> booting the ramdisk in `artifacts`: started for the
+    block, stopped after it, its logs kept and their place printed."""
+    with lablib.Lab(os.path.join(WORK, name), kernel=artifacts["kernel"],
+                    initramfs=artifacts["initramfs"], **kw) as lab:
+        try:
+            lab.start(nodes=1)
+            yield lab
+        finally:
+            print(f"\nlab logs: {lab.work}/logs (ironic-service.log, bmc-events.jsonl, node-*-serial.log)")
 
 
 @pytest.fixture(scope="session")

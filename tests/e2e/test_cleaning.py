@@ -26,7 +26,7 @@ import time
 
 import pytest
 
-from conftest import WORK, SharedNode
+from conftest import SharedNode, started_lab
 from lab import Lab, console_boots
 
 MIB = 1 << 20
@@ -130,16 +130,10 @@ def cleaning(netns, artifacts):
                           ("blkid", "util-linux")):
         if subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True).returncode:
             pytest.fail(f"{tool} is missing: apt-get install {package}")
-    lab = Lab(os.path.join(WORK, "cleaning"), kernel=artifacts["kernel"],
-              initramfs=artifacts["initramfs"])
-    try:
-        lab.start(nodes=1)
+    with started_lab("cleaning", artifacts) as lab:
         c = Cleaning(lab)
         prepare_disks(c.disks)
         yield c
-    finally:
-        lab.stop()
-        print(f"\nlab logs: {lab.work}/logs (ironic-service.log, bmc-events.jsonl, node-*-serial.log)")
 
 
 def test_fixture_disks_carry_the_metadata(cleaning):

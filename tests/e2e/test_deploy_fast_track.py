@@ -23,8 +23,8 @@ import time
 
 import pytest
 
-from conftest import WORK, SharedNode
-from lab import Lab, LabError, console_boots
+from conftest import SharedNode, started_lab
+from lab import LabError, console_boots
 from testimage import MARKER, write_image
 
 IMAGE_MIB = 40
@@ -109,14 +109,8 @@ def same_as_image(disk: str, image: str, table_changed: bool = False) -> bool:
 
 @pytest.fixture(scope="module")
 def n(netns, artifacts):
-    lab = Lab(os.path.join(WORK, "deploy-fast-track"), kernel=artifacts["kernel"],
-              initramfs=artifacts["initramfs"])
-    try:
-        lab.start(nodes=1)
+    with started_lab("deploy-fast-track", artifacts) as lab:
         yield Node(lab)
-    finally:
-        lab.stop()
-        print(f"\nlab logs: {lab.work}/logs")
 
 
 def test_inspect_and_clean_in_one_boot(n):

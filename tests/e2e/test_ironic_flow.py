@@ -9,16 +9,15 @@ power events, its console), never on the agent's own log.
 The tests run in file order and share the node; a step whose predecessor failed fails too.
 Steps whose agent side has not landed are skipped by tests/e2e/gates.py.
 """
-import os
 import re
 import subprocess
 import time
 
 import pytest
 
-from conftest import SharedNode, WORK
+from conftest import SharedNode, started_lab
 from gates import require
-from lab import Lab, LabError, console_boots
+from lab import LabError, console_boots
 from testimage import MARKER, write_image
 
 IMAGE_MIB = 48
@@ -39,18 +38,12 @@ class Flow(SharedNode):
 
 @pytest.fixture(scope="module")
 def flow(netns, artifacts):
-    lab = Lab(os.path.join(WORK, "ironic-flow"), kernel=artifacts["kernel"],
-              initramfs=artifacts["initramfs"])
-    try:
-        lab.start(nodes=1)
+    with started_lab("ironic-flow", artifacts) as lab:
         f = Flow(lab)
         # metadata the agent's cleaning must wipe: file systems on the two data disks
         for bus in ("nvme", "scsi"):
             subprocess.run(["mkfs.ext4", "-q", "-F", "-L", f"e2e-{bus}", f.disk(bus)], check=True)
         yield f
-    finally:
-        lab.stop()
-        print(f"\nlab logs: {lab.work}/logs (ironic-service.log, bmc-events.jsonl, node-*-serial.log)")
 
 
 def test_enroll_and_manage(flow):

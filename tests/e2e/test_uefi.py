@@ -10,14 +10,13 @@ boots the node from disk the firmware loads the entry the agent made.
 
 The tests run in file order and share the node.
 """
-import os
 import re
 import time
 
 import pytest
 
-from conftest import WORK, SharedNode
-from lab import Lab, console_boots
+from conftest import SharedNode, started_lab
+from lab import console_boots
 from testimage import write_uefi_image
 from vm import OVMF_VARS
 
@@ -27,14 +26,8 @@ LOADER = "\\EFI\\BOOT\\BOOTX64.EFI"
 
 @pytest.fixture(scope="module")
 def n(netns, artifacts):
-    lab = Lab(os.path.join(WORK, "uefi"), kernel=artifacts["kernel"],
-              initramfs=artifacts["initramfs"], boot_mode="uefi")
-    try:
-        lab.start(nodes=1)
+    with started_lab("uefi", artifacts, boot_mode="uefi") as lab:
         yield SharedNode(lab)
-    finally:
-        lab.stop()
-        print(f"\nlab logs: {lab.work}/logs")
 
 
 def test_cleaning_boots_the_ramdisk_under_ovmf(n):
