@@ -17,15 +17,14 @@ log() { echo "[setup-host] $*"; }
 need_root() { [ "$(id -u)" = 0 ] || { echo "setup-host: must run as root (apt-get install)" >&2; exit 1; }; }
 
 # ---- apt ------------------------------------------------------------------------------------
-# qemu-system-x86 must come from bookworm-backports: bookworm's own 7.2 Breaks the machine's
-# qemu-utils 10.0 (from backports) and apt would remove it.
-# ramdisk and lab: busybox-static cpio zstd; tests: e2fsprogs (mkfs.ext4 on disk files), iproute2,
-# util-linux (unshare); the agent build (DESIGN.md): libblkid-dev libclang-dev pkg-config;
-# the erase tests' fixtures (GPT, LVM, XFS, FAT signatures): gdisk lvm2 xfsprogs dosfstools;
-# UEFI VMs and their test image's EFI system partition: ovmf mtools
-APT_PKGS="busybox-static cpio iproute2 curl xz-utils zstd gzip util-linux e2fsprogs binutils libblkid-dev libclang-dev pkg-config gdisk lvm2 xfsprogs dosfstools mtools ovmf"
+# The lists live in qemu/packages.d/ (one file per feature, one package per line, comments say
+# why); backports.txt comes from bookworm-backports.
+pkgs() { sed -e 's/#.*//' "$@" | tr -s ' \t' '\n' | grep -v '^$' | sort -u | tr '\n' ' '; }
+PKG_DIR=$REPO/qemu/packages.d
+BACKPORTS=$(pkgs "$PKG_DIR/backports.txt")
+APT_PKGS=$(pkgs $(ls "$PKG_DIR"/*.txt | grep -v '/backports.txt$'))
 missing=""
-for p in $APT_PKGS qemu-system-x86 ipxe-qemu; do
+for p in $APT_PKGS $BACKPORTS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done
 if [ -n "$missing" ]; then
@@ -42,10 +41,12 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
     fi
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q
-    apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-system-x86 ipxe-qemu
+    APT="apt-get -o DPkg::Lock::Timeout=600"
+    $APT update -q
     # shellcheck disable=SC2086
-    apt-get install -y -q --no-install-recommends $APT_PKGS
+    $APT install -y -q --no-install-recommends -t bookworm-backports $BACKPORTS
+    # shellcheck disable=SC2086
+    $APT install -y -q --no-install-recommends $APT_PKGS
 else
     log "apt packages present"
 fi
@@ -61,6 +62,18 @@ if ! "$LAB_VENV/bin/python" -c "import ironic, sushy_tools, pytest" 2>/dev/null 
         "pytest==$PYTEST_VERSION"
 else
     log "venv $LAB_VENV present"
+fi
+# Extra Python packages the lab needs beyond Ironic (one file per feature in
+# qemu/requirements.d/, pip requirement lines); installed again only when the files change.
+REQS=$(ls "$REPO"/qemu/requirements.d/*.txt 2>/dev/null || true)
+if [ -n "$REQS" ]; then
+    sum=$(cat $REQS | sha256sum | cut -d' ' -f1)
+    if [ "$(cat "$LAB_VENV/.requirements.d.sha256" 2>/dev/null)" != "$sum" ]; then
+        log "installing qemu/requirements.d into the venv"
+        # shellcheck disable=SC2046
+        "$LAB_VENV/bin/pip" install -q $(printf -- '-r %s ' $REQS)
+        echo "$sum" >"$LAB_VENV/.requirements.d.sha256"
+    fi
 fi
 "$LAB_VENV/bin/python" - <<'PY'
 import importlib.metadata as m

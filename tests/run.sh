@@ -4,12 +4,15 @@
 # diskimage-builder ramdisk of dib-element/ too).
 #   tests/run.sh            everything
 #   tests/run.sh --no-e2e   Rust checks only
+#   tests/run.sh --all      also the end-to-end scenarios marked slow (documented in README)
 # Needs qemu/setup-host.sh once (packages, venv); it is re-run here and only checks.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
 E2E=1
+MARK="not slow"
 [ "${1:-}" = "--no-e2e" ] && E2E=0
+[ "${1:-}" = "--all" ] && MARK=""
 step() { echo; echo "==== $* ($(date +%T))"; }
 step "cargo fmt --check";   cargo fmt --all -- --check
 step "cargo clippy";        cargo clippy --all-targets -- -D warnings
@@ -27,4 +30,4 @@ step "host packages and venv"; qemu/setup-host.sh
 step "ramdisk";             initramfs/build.sh
 step "DIB ramdisk";         dib-element/build.sh    # diskimage-builder + dib-element (~4-6 min)
 df -h "$REPO" /tmp | sed 's/^/    /'
-step "end-to-end tests";    tests/e2e/run.sh
+step "end-to-end tests";    tests/e2e/run.sh ${MARK:+-m "$MARK"}

@@ -71,22 +71,70 @@ pub struct StepCall {
 pub type StepFuture = Pin<Box<dyn Future<Output = Result<Value, CommandError>> + Send>>;
 pub type StepFn = Arc<dyn Fn(Arc<AgentContext>, StepCall) -> StepFuture + Send + Sync>;
 
-/// One step and where it appears.
+/// One step and where it appears. Built with [`StepSpec::new`] and the setters below, so a new
+/// field (or a new step module) never touches the other steps' declarations.
 #[derive(Clone)]
 pub struct StepSpec {
-    pub name: &'static str,
-    pub interface: &'static str,
+    pub name: String,
+    pub interface: String,
     pub clean_priority: Option<u32>,
     pub deploy_priority: Option<u32>,
     pub service_priority: Option<u32>,
     pub abortable: bool,
+    /// Ironic reboots the node into the ramdisk again after the step (IPA's key).
+    pub reboot_requested: bool,
     /// `{arg: {"description": ..., "required": bool}}`.
     pub argsinfo: Option<Value>,
     pub run: StepFn,
 }
 
 impl StepSpec {
-    fn priority(&self, kind: StepKind) -> Option<u32> {
+    /// A step listed nowhere yet: give it a priority per kind it belongs to.
+    pub fn new(name: impl Into<String>, interface: impl Into<String>, run: StepFn) -> Self {
+        Self {
+            name: name.into(),
+            interface: interface.into(),
+            clean_priority: None,
+            deploy_priority: None,
+            service_priority: None,
+            abortable: false,
+            reboot_requested: false,
+            argsinfo: None,
+            run,
+        }
+    }
+
+    pub fn clean(mut self, priority: u32) -> Self {
+        self.clean_priority = Some(priority);
+        self
+    }
+
+    pub fn deploy(mut self, priority: u32) -> Self {
+        self.deploy_priority = Some(priority);
+        self
+    }
+
+    pub fn service(mut self, priority: u32) -> Self {
+        self.service_priority = Some(priority);
+        self
+    }
+
+    pub fn abortable(mut self, abortable: bool) -> Self {
+        self.abortable = abortable;
+        self
+    }
+
+    pub fn reboot_requested(mut self, reboot: bool) -> Self {
+        self.reboot_requested = reboot;
+        self
+    }
+
+    pub fn argsinfo(mut self, argsinfo: Value) -> Self {
+        self.argsinfo = Some(argsinfo);
+        self
+    }
+
+    pub fn priority(&self, kind: StepKind) -> Option<u32> {
         match kind {
             StepKind::Clean => self.clean_priority,
             StepKind::Deploy => self.deploy_priority,
@@ -100,7 +148,7 @@ impl StepSpec {
         m.insert("step".into(), json!(self.name));
         m.insert("priority".into(), json!(priority));
         m.insert("interface".into(), json!(self.interface));
-        m.insert("reboot_requested".into(), json!(false));
+        m.insert("reboot_requested".into(), json!(self.reboot_requested));
         if kind != StepKind::Deploy {
             m.insert("abortable".into(), json!(self.abortable));
         }
@@ -109,6 +157,15 @@ impl StepSpec {
         }
         Value::Object(m)
     }
+}
+
+/// Wraps an async step function as a [`StepFn`].
+pub fn step_fn<F, Fut>(f: F) -> StepFn
+where
+    F: Fn(Arc<AgentContext>, StepCall) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Value, CommandError>> + Send + 'static,
+{
+    Arc::new(move |ctx, call| Box::pin(f(ctx, call)))
 }
 
 /// All steps this agent implements.
@@ -121,40 +178,32 @@ impl StepRegistry {
     /// The steps, with priorities resolved from the configuration.
     pub fn new(config: &crate::config::Config) -> Self {
         let mut r = Self::default();
-        r.register(StepSpec {
-            name: "write_image",
-            interface: "deploy",
-            clean_priority: None,
-            deploy_priority: Some(0),
-            service_priority: Some(0),
-            abortable: false,
-            argsinfo: None,
-            run: Arc::new(|ctx, call| Box::pin(write_image::run(ctx, call.args))),
-        });
+        r.register(
+            StepSpec::new(
+                "write_image",
+                "deploy",
+                step_fn(|ctx, call| write_image::run(ctx, call.args)),
+            )
+            .deploy(0)
+            .service(0),
+        );
         for spec in erase::specs() {
             r.register(spec);
         }
-        r.register(StepSpec {
-            name: "clean_uefi_nvram",
-            interface: "deploy",
-            clean_priority: Some(0),
-            deploy_priority: Some(0),
-            service_priority: None,
-            abortable: true,
-            argsinfo: Some(clean_uefi_nvram::argsinfo()),
-            run: Arc::new(|ctx, call| Box::pin(clean_uefi_nvram::run(ctx, call))),
-        });
+        r.register(
+            StepSpec::new("clean_uefi_nvram", "deploy", step_fn(clean_uefi_nvram::run))
+                .clean(0)
+                .deploy(0)
+                .abortable(true)
+                .argsinfo(clean_uefi_nvram::argsinfo()),
+        );
         // Off (priority 0) unless ipa-inject-files-priority or a deploy template enables it.
-        r.register(StepSpec {
-            name: "inject_files",
-            interface: "deploy",
-            clean_priority: None,
-            deploy_priority: Some(config.inject_files_priority),
-            service_priority: Some(config.inject_files_priority),
-            abortable: false,
-            argsinfo: Some(inject_files::argsinfo()),
-            run: Arc::new(|ctx, call| Box::pin(inject_files::run(ctx, call))),
-        });
+        r.register(
+            StepSpec::new("inject_files", "deploy", step_fn(inject_files::run))
+                .deploy(config.inject_files_priority)
+                .service(config.inject_files_priority)
+                .argsinfo(inject_files::argsinfo()),
+        );
         r
     }
 
@@ -263,14 +312,10 @@ mod tests {
 
     fn spec(name: &'static str, clean: Option<u32>, deploy: Option<u32>) -> StepSpec {
         StepSpec {
-            name,
-            interface: "deploy",
             clean_priority: clean,
             deploy_priority: deploy,
-            service_priority: None,
-            abortable: true,
-            argsinfo: None,
-            run: Arc::new(|_, _| Box::pin(async { Ok(Value::Null) })),
+            ..StepSpec::new(name, "deploy", step_fn(|_, _| async { Ok(Value::Null) }))
+                .abortable(true)
         }
     }
 

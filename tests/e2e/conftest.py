@@ -29,6 +29,10 @@ BIG = 16 << 20
 
 
 def pytest_configure(config):
+    # Scenarios too long for every CI run (faults that wait minutes, fleet sizes, the whole
+    # aarch64 flow) carry @pytest.mark.slow: tests/run.sh (CI) leaves them out, and
+    # `tests/e2e/run.sh -m slow` (or `tests/run.sh --all`) runs them.
+    config.addinivalue_line("markers", "slow: too long for every CI run; run with -m slow")
     if os.path.isdir(WORK):
         shutil.rmtree(WORK)
     os.makedirs(WORK)

@@ -46,15 +46,14 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 
 /// The erase steps, as IPA's `get_clean_steps` / `get_deploy_steps` list them.
 pub fn specs() -> Vec<StepSpec> {
-    let spec = |name, clean: u32, deploy: Option<u32>, run: super::StepFn| StepSpec {
-        name,
-        interface: "deploy",
-        clean_priority: Some(clean),
-        deploy_priority: deploy,
-        service_priority: None,
-        abortable: true,
-        argsinfo: None,
-        run,
+    let spec = |name, clean: u32, deploy: Option<u32>, run: super::StepFn| {
+        let s = StepSpec::new(name, "deploy", run)
+            .clean(clean)
+            .abortable(true);
+        match deploy {
+            Some(p) => s.deploy(p),
+            None => s,
+        }
     };
     vec![
         spec(
