@@ -2,6 +2,7 @@
 //! the token, the host, the disk guard, and the switches that make the agent heartbeat early or
 //! stop serving.
 
+use crate::collectors::CollectorRegistry;
 use crate::config::Config;
 use crate::hardware::{HostRoot, InventoryOptions};
 use crate::ironic::lookup::{LookupConfig, LookupReply, LookupRequest};
@@ -45,6 +46,8 @@ pub struct AgentContext {
     /// Epoch seconds when this process started (`/v1/status`).
     pub started_at: f64,
     pub steps: StepRegistry,
+    /// The inspection collectors by IPA's names (built-ins; plugins register here too).
+    pub collectors: CollectorRegistry,
     /// Outbound TLS for downloads (images, checksums, configdrives).
     pub download_tls: rustls::ClientConfig,
     /// The Ironic API client, when `ipa-api-url` is set.
@@ -79,6 +82,7 @@ impl AgentContext {
             state,
             started_at,
             steps,
+            collectors: CollectorRegistry::new(),
             download_tls,
             ironic,
             lookup_request: Mutex::new(None),

@@ -5,6 +5,7 @@
 //! anyway, and Ironic's `ramdisk-error` hook decides what the failure means. Unlike IPA, an
 //! unknown collector name does not void the whole inspection: it is one more listed failure.
 
+use crate::collectors::{Collected, CollectorInput};
 use crate::config::Config;
 use crate::context::AgentContext;
 use crate::hardware::{HostRoot, Inventory};
@@ -14,27 +15,21 @@ use crate::state::InspectionRecord;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
-/// The collectors this agent implements, in the names IPA uses.
-pub const KNOWN_COLLECTORS: &[&str] = &[
-    "default",
-    "logs",
-    "pci-devices",
-    "numa-topology",
-    "dmi-decode",
-    "lldp",
-];
-
-/// Builds the inspection body by running `collectors` in order.
+/// Builds the inspection body by running `collectors` in order, each on a blocking thread.
 pub async fn collect(
     ctx: &Arc<AgentContext>,
     inventory: &Inventory,
     collectors: &[String],
 ) -> Value {
+    let inventory = Arc::new(inventory.clone());
     let mut data = Map::new();
     let mut errors: Vec<String> = Vec::new();
     for name in collectors {
-        match run_collector(ctx, inventory, name, &mut data).await {
-            Ok(()) => tracing::info!("inspection collector {name} finished"),
+        match run_collector(ctx, &inventory, name).await {
+            Ok(collected) => {
+                tracing::info!("inspection collector {name} finished");
+                data.extend(collected);
+            }
             Err(e) => {
                 tracing::error!("inspection collector {name} failed: {e}");
                 errors.push(format!("collector {name} failed: {e}"));
@@ -54,104 +49,26 @@ pub async fn collect(
 
 async fn run_collector(
     ctx: &Arc<AgentContext>,
-    inventory: &Inventory,
+    inventory: &Arc<Inventory>,
     name: &str,
-    data: &mut Map<String, Value>,
-) -> Result<(), String> {
-    let (key, value) = match name {
-        "default" => return default_collector(ctx, inventory, data),
-        "logs" => {
-            let archive = blocking(ctx, |host, _, state| {
-                crate::logs::archive_base64(&crate::logs::collect_entries(host, state))
-                    .map_err(|e| e.to_string())
-            });
-            ("logs", Value::String(archive.await?))
-        }
-        "pci-devices" => {
-            let v = blocking(ctx, |host, _, _| {
-                crate::hardware::pci::pci_devices(host).map_err(|e| e.to_string())
-            });
-            ("pci_devices", v.await?)
-        }
-        "numa-topology" => {
-            let v = blocking(ctx, |host, _, _| {
-                Ok(crate::hardware::numa::numa_topology(host))
-            });
-            match v.await? {
-                Ok(v) => ("numa_topology", v),
-                // As IPA: missing or odd NUMA data is logged and left out, not a failure.
-                Err(e) => {
-                    tracing::warn!("leaving numa_topology out of the inspection data: {e}");
-                    return Ok(());
-                }
-            }
-        }
-        "dmi-decode" => {
-            let v = blocking(ctx, |host, _, _| {
-                crate::hardware::dmi_decode::dmi_decode(host).map_err(|e| e.to_string())
-            });
-            ("dmi", v.await?)
-        }
-        "lldp" => {
-            let v = blocking(ctx, |host, config, _| {
-                // IPA listens on the interfaces it inventories: physical, VLANs and bonds.
-                let names = crate::hardware::nics::interface_names(host);
-                Ok(crate::hardware::lldp::lldp_raw(&names, config.lldp_timeout))
-            });
-            ("lldp_raw", v.await?)
-        }
-        other => {
-            return Err(format!(
-                "{other} is not a collector this agent implements (known: {})",
-                KNOWN_COLLECTORS.join(", ")
-            ))
-        }
+) -> Result<Collected, String> {
+    let Some(collector) = ctx.collectors.get(name) else {
+        return Err(format!(
+            "{name} is not a collector this agent implements (known: {})",
+            ctx.collectors.names().join(", ")
+        ));
     };
-    data.insert(key.into(), value);
-    Ok(())
-}
-
-/// `inventory`, `root_disk`, `boot_interface` and `configuration`, as IPA's default collector.
-fn default_collector(
-    ctx: &AgentContext,
-    inventory: &Inventory,
-    data: &mut Map<String, Value>,
-) -> Result<(), String> {
-    data.insert(
-        "inventory".into(),
-        serde_json::to_value(inventory).map_err(|e| e.to_string())?,
-    );
-    // The disk a deploy without hints would pick, so Ironic's root-device hook agrees with it.
-    match crate::hardware::guess_root_disk(&inventory.disks) {
-        Ok(disk) => {
-            data.insert(
-                "root_disk".into(),
-                serde_json::to_value(disk).map_err(|e| e.to_string())?,
-            );
-        }
-        Err(e) => tracing::warn!("no suitable root device detected: {e}"),
-    }
-    data.insert("boot_interface".into(), json!(ctx.config.bootif));
-    data.insert(
-        "configuration".into(),
-        json!({
-            "collectors": ctx.config.collectors(),
-            "managers": [{"name": crate::steps::MANAGER_NAME, "version": crate::steps::MANAGER_VERSION}],
-        }),
-    );
-    Ok(())
-}
-
-/// Runs a blocking collector off the async workers.
-async fn blocking<F, T>(ctx: &Arc<AgentContext>, f: F) -> Result<T, String>
-where
-    F: FnOnce(&HostRoot, &Config, &std::path::Path) -> Result<T, String> + Send + 'static,
-    T: Send + 'static,
-{
-    let c = ctx.clone();
-    tokio::task::spawn_blocking(move || f(&c.host, &c.config, c.state.path()))
-        .await
-        .map_err(|e| e.to_string())?
+    let (c, inv) = (ctx.clone(), inventory.clone());
+    tokio::task::spawn_blocking(move || {
+        collector.collect(&CollectorInput {
+            host: &c.host,
+            config: &c.config,
+            state_dir: c.state.path(),
+            inventory: &inv,
+        })
+    })
+    .await
+    .map_err(|e| format!("the collector stopped unexpectedly: {e}"))?
 }
 
 /// Waits for DHCP before inspecting (contract §1.2): the BOOTIF NIC, or every NIC when

@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod collectors;
 pub mod commands;
 pub mod config;
 pub mod context;
