@@ -80,7 +80,9 @@ impl Conductor {
             .add_root_certificate(cert)
             .min_tls_version(reqwest::tls::Version::TLS_1_3)
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(30))
+            // `wait=true` holds the request for the whole command: an 80 MiB debug-build write
+            // takes ~80 s when the shared 2-core machine runs at load 15.
+            .timeout(Duration::from_secs(180))
             .build()
             .unwrap();
         Self {
